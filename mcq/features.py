@@ -1,0 +1,91 @@
+"""Tokenise questions into multiple-choice features: one (prompt [+ context], option) pair per option.
+
+The prompt comes first and the context after it, and only the first sequence is truncated from the
+right, so a long input loses the end of its context first, then the end of its prompt, and never
+any of the option.
+"""
+from __future__ import annotations
+
+from datasets import Dataset
+from transformers import DataCollatorForMultipleChoice, PreTrainedTokenizerBase
+
+from .data import DataError, Questions
+
+
+def first_texts(questions: Questions, sep: str) -> list[str]:
+    """The first sequence of every pair: the prompt, followed by the context when there is one."""
+    if questions.contexts is None:
+        return list(questions.prompts)
+    return [f"{p} {sep} {c}" if c else p for p, c in zip(questions.prompts, questions.contexts)]
+
+
+def encode(questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    """A Dataset of nested per-option token ids (+ labels when answers are known, + length for grouping)."""
+    n = len(questions.letters)
+    firsts = first_texts(questions, tokenizer.sep_token or "\n")
+    pairs_first = [text for text in firsts for _ in range(n)]
+    pairs_second = [opt for opts in questions.options for opt in opts]
+    _check_options_fit(questions, tokenizer, max_length)
+    enc = tokenizer(pairs_first, pairs_second, truncation="only_first", max_length=max_length)
+    columns = {k: [v[i : i + n] for i in range(0, len(v), n)] for k, v in enc.items()}
+    columns["length"] = [max(len(ids) for ids in group) for group in columns["input_ids"]]
+    if questions.answers is not None:
+        columns["labels"] = list(questions.answers)
+    return Dataset.from_dict(columns)
+
+
+def _check_options_fit(questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+    """An option that alone fills max_length cannot be kept whole: say which one, before tokenising all."""
+    reserve = tokenizer.num_special_tokens_to_add(pair=True) + 1  # + at least one prompt token
+    flat = [opt for opts in questions.options for opt in opts]
+    lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]]
+    n = len(questions.letters)
+    for k, length in enumerate(lengths):
+        if length + reserve > max_length:
+            i, j = divmod(k, n)
+            raise DataError(
+                f"{questions.source}: question id '{questions.ids[i]}', column '{questions.letters[j]}': "
+                f"the option alone is {length} tokens, which with the prompt does not fit max_length={max_length}. "
+                "Raise max_length or shorten the option (options are never truncated)."
+            )
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class MultipleChoiceCollator(DataCollatorForMultipleChoice):
+    """The library's multiple-choice collator, fed only model inputs (drops e.g. 'length'); it also
+    takes unlabelled questions (a test file), for which it returns no labels."""
+
+    def __call__(self, examples, return_tensors=None):
+        labelled = "labels" in examples[0]
+        keep = MODEL_INPUTS + ("labels",)
+        examples = [{k: v for k, v in ex.items() if k in keep} | ({} if labelled else {"labels": 0}) for ex in examples]
+        batch = super().__call__(examples, return_tensors)
+        if not labelled:
+            del batch["labels"]
+        return batch
+
+
+def pad_to(length: int, multiple: int) -> int:
+    """`length` rounded up to a multiple (tensor cores like multiples of 8)."""
+    return -(-length // multiple) * multiple
+
+
+def token_budget_batches(lengths: list[int], n_options: int, budget: int, multiple: int = 8) -> list[list[int]]:
+    """Group question indices, longest first, so each padded batch holds at most `budget` tokens.
+
+    A batch of b questions padded to length L computes b x n_options x pad_to(L) tokens; since the
+    first question of a batch is its longest, L is known when the batch opens. A single question
+    over the budget still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            width = pad_to(lengths[batches[-1][0]], multiple)
+            if (len(batches[-1]) + 1) * n_options * width <= budget:
+                batches[-1].append(i)
+                continue
+        batches.append([i])
+    return batches

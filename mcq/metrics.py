@@ -1,0 +1,51 @@
+"""Scoring and ensembling maths: MAP@k as Kaggle computes it, top-k letters, mean of logits."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def top_k(logits: np.ndarray, k: int = 3) -> np.ndarray:
+    """Indices of the k highest scores per row, best first; ties go to the earlier option (stable)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
+
+
+def top_k_letters(logits: np.ndarray, letters: Sequence[str], k: int = 3) -> list[str]:
+    """Submission strings such as 'D A C' for each row of logits."""
+    return [" ".join(letters[j] for j in row) for row in top_k(logits, k)]
+
+
+def map_at_k(ranked: np.ndarray, answers: Sequence[int], k: int = 3) -> float:
+    """Mean average precision at k with one correct answer: 1/rank if within the top k, else 0.
+
+    As Kaggle's metric for this competition, a repeated prediction after the correct one does not count.
+    """
+    ranked = np.asarray(ranked)[:, :k]
+    answers = np.asarray(answers)
+    if len(ranked) != len(answers):
+        raise ValueError(f"{len(ranked)} predictions for {len(answers)} answers")
+    if len(answers) == 0:
+        raise ValueError("no questions to score")
+    hits = ranked == answers[:, None]
+    first = hits.argmax(axis=1)
+    return float(np.where(hits.any(axis=1), 1.0 / (first + 1), 0.0).mean())
+
+
+def map3_from_logits(logits: np.ndarray, answers: Sequence[int]) -> float:
+    """MAP@3 of raw logits (shape questions x options)."""
+    return map_at_k(top_k(logits, 3), answers, 3)
+
+
+def mean_logits(logits: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted mean of several models' logits (equal weights by default); weights are normalised."""
+    if not logits:
+        raise ValueError("no logits to ensemble")
+    stack = np.stack([np.asarray(x, dtype=np.float64) for x in logits])
+    if weights is None:
+        weights = [1.0] * len(logits)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(logits),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"need {len(logits)} non-negative weights with a positive sum, got {list(weights)}")
+    return np.tensordot(w / w.sum(), stack, axes=1)

@@ -1,0 +1,140 @@
+"""Logits of exported models on a question set: length-sorted token-budget batches, no autograd,
+fp16 autocast on CUDA, one model (or one shard of the questions) per GPU."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+from .data import Questions
+from .export import ModelFolderError, check_model_folder
+from .features import MultipleChoiceCollator, encode, token_budget_batches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """An exported model folder checked and ready to load; `key` identifies its tokenisation."""
+
+    path: Path
+    meta: dict
+    key: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def inspect_models(paths: list[Path], allow_mixed: bool = False) -> list[LoadedModel]:
+    """Check every folder before any prediction starts; models must share tokenizer and max_length."""
+    models = []
+    for path in paths:
+        meta = check_model_folder(path)
+        digest = hashlib.sha256((Path(path) / "tokenizer.json").read_bytes()).hexdigest()[:16]
+        models.append(LoadedModel(Path(path), meta, f"{digest}-{meta.get('max_length')}"))
+    if not models:
+        raise ModelFolderError("no model folders given")
+    first = models[0]
+    for m in models[1:]:
+        if m.key != first.key and not allow_mixed:
+            raise ModelFolderError(
+                f"{m.path} and {first.path} disagree on the tokenizer or max_length "
+                f"({m.meta.get('backbone')}, max_length {m.meta.get('max_length')} vs "
+                f"{first.meta.get('backbone')}, max_length {first.meta.get('max_length')}). "
+                "Ensemble models trained from the same backbone and settings, or pass --allow-mixed."
+            )
+        if len(m.meta.get("letters", [])) != len(first.meta.get("letters", [])):
+            raise ModelFolderError(f"{m.path} and {first.path} were trained with different numbers of options.")
+    return models
+
+
+def load_model(path: Path, device: torch.device) -> torch.nn.Module:
+    """The exported model in eval mode: fp16 on CUDA (T4 has no fast bf16), fp32 on CPU."""
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    model = AutoModelForMultipleChoice.from_pretrained(path, dtype=dtype)
+    return model.to(device).eval()
+
+
+@torch.inference_mode()
+def predict_logits(model, features, collator, device: torch.device, batch_tokens: int) -> np.ndarray:
+    """Logits (questions x options, float32) in the features' order, computed in length-sorted batches."""
+    n_options = len(features[0]["input_ids"])
+    batches = token_budget_batches(features["length"], n_options, batch_tokens)
+    out = np.zeros((len(features), n_options), dtype=np.float32)
+    for idx in batches:
+        batch = collator([features[i] for i in idx])
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(**batch).logits
+        out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+def available_devices() -> list[torch.device]:
+    """Every CUDA device, or the CPU."""
+    if torch.cuda.is_available():
+        return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    return [torch.device("cpu")]
+
+
+def ensemble_logits(
+    models: list[LoadedModel],
+    questions: Questions,
+    batch_tokens: int = 16384,
+    devices: list[torch.device] | None = None,
+    timings: dict | None = None,
+) -> list[np.ndarray]:
+    """Each model's logits on `questions`; with several GPUs, models (or question shards) run in parallel."""
+    devices = devices or available_devices()
+    shards = len(devices) if len(models) < len(devices) else 1
+    features = _encode_once(models, questions, timings)
+    jobs = [(m, s) for m in models for s in range(shards)]
+    per_device = [jobs[d :: len(devices)] for d in range(len(devices))]
+
+    def work(d: int) -> dict:
+        results = {}
+        for model_info, shard in per_device[d]:
+            start = time.perf_counter()
+            model = load_model(model_info.path, devices[d])
+            feats = features[model_info.key]
+            idx = list(range(shard, len(feats), shards))
+            collator = MultipleChoiceCollator(_tokenizer(model_info.path), pad_to_multiple_of=8)
+            results[(model_info.path, shard)] = (idx, predict_logits(model, feats.select(idx), collator, devices[d], batch_tokens))
+            log.info("%s shard %d on %s: %.1fs", model_info.path, shard, devices[d], time.perf_counter() - start)
+            del model
+        return results
+
+    with ThreadPoolExecutor(len(devices)) as pool:
+        merged = {k: v for part in pool.map(work, range(len(devices))) for k, v in part.items()}
+    outputs = []
+    for m in models:
+        logits = np.zeros((len(questions), len(questions.letters)), dtype=np.float32)
+        for shard in range(shards):
+            idx, part = merged[(m.path, shard)]
+            logits[idx] = part
+        outputs.append(logits)
+    return outputs
+
+
+def _tokenizer(path: Path):
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _encode_once(models: list[LoadedModel], questions: Questions, timings: dict | None) -> dict:
+    """Tokenise once per distinct tokenizer/max_length (once in total for a seed ensemble)."""
+    start = time.perf_counter()
+    features = {}
+    for m in models:
+        if m.key not in features:
+            features[m.key] = encode(questions, _tokenizer(m.path), int(m.meta["max_length"]))
+    if timings is not None:
+        timings["tokenise_s"] = time.perf_counter() - start
+    return features

@@ -1,0 +1,62 @@
+"""The competition submission: `id,prediction` with three distinct letters, best first, checked before writing."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_write
+from .metrics import top_k_letters
+
+
+class SubmissionError(ValueError):
+    """A submission that Kaggle would reject or score wrongly; nothing is written."""
+
+
+def rank_logits(logits: np.ndarray, options: Sequence[Sequence[str]]) -> np.ndarray:
+    """Logits for ranking: an empty option can never be the answer, so it goes behind every real one."""
+    ranked = np.asarray(logits, dtype=np.float64).copy()
+    empty = np.array([[not text for text in opts] for opts in options], dtype=bool)
+    ranked[empty] = -np.inf
+    return ranked
+
+
+def make_submission(ids: Sequence[str], logits: np.ndarray, letters: Sequence[str], options) -> pd.DataFrame:
+    """The submission frame in the test file's row order."""
+    return pd.DataFrame({"id": list(ids), "prediction": top_k_letters(rank_logits(logits, options), letters, 3)})
+
+
+def validate_submission(frame: pd.DataFrame, ids: Sequence[str], letters: Sequence[str]) -> None:
+    """Every test id exactly once, in order, each with three distinct letters from the test's options."""
+    if list(frame.columns) != ["id", "prediction"]:
+        raise SubmissionError(f"columns are {list(frame.columns)}, expected ['id', 'prediction']")
+    got = [str(i) for i in frame["id"]]
+    if len(got) != len(ids):
+        raise SubmissionError(f"{len(got)} rows for {len(ids)} test questions")
+    allowed = set(letters)
+    for row, (expected, actual, pred) in enumerate(zip(ids, got, frame["prediction"]), start=2):
+        if expected != actual:
+            raise SubmissionError(f"line {row}: id '{actual}' where the test file has '{expected}' (order or ids differ)")
+        parts = str(pred).split(" ")
+        if len(parts) != 3 or len(set(parts)) != 3 or not set(parts) <= allowed:
+            raise SubmissionError(
+                f"line {row}, id '{actual}': prediction '{pred}' is not three distinct letters from {''.join(letters)}"
+            )
+
+
+def write_submission(frame: pd.DataFrame, path: str | Path, ids: Sequence[str], letters: Sequence[str]) -> Path:
+    """Validate, then write atomically: a failure leaves no half-written file."""
+    validate_submission(frame, ids, letters)
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_array(path: str | Path, array: np.ndarray) -> Path:
+    """Save a .npy atomically (np.save appends .npy to names without it, so write through a handle)."""
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+    return atomic_write(path, save)

@@ -1,0 +1,317 @@
+"""The recipe, seed by seed: phase 1 trains the new head alone, phase 2 everything but the word
+embeddings with cosine-scaled layer-wise LRs; each seed is exported and scored, then ensembled.
+
+transformers' Trainer runs the loop (precision, accumulation, torchrun, resume, trackers); this
+module only prepares what goes into it: the frozen parameters, the optimizer groups and the data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .config import ConfigError, TrainConfig
+from .data import DataError, Questions, concat_questions, read_questions
+from .export import META_FILE, commit_export, export_meta, stage_export, write_meta
+from .features import MultipleChoiceCollator, encode
+from .infer import score_map3
+from .lr import effective_batch, scaled_lr
+from .metrics import mean_logits
+from .model import count_parameters, layer_groups, resolve_model_path, set_phase, word_embedding_names
+from .optim import build_optimizer, param_groups
+from .predict import ensemble_logits, inspect_models
+from .report import write_report
+from .submission import write_array
+
+log = logging.getLogger(__name__)
+
+
+class RecipeTrainer(Trainer):
+    """Trainer that also logs the LR of every optimizer group, so trackers show the per-layer schedule."""
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.optimizer is not None and "loss" in logs:
+            for group in self.optimizer.param_groups:
+                if not group["name"].endswith(".no_decay"):  # same LR as its decay twin
+                    logs[f"lr/{group['name']}"] = group["lr"]
+        super().log(logs, start_time)
+
+
+@dataclasses.dataclass
+class RunData:
+    """Everything shared by the seeds of one run: tokenised data and the derived top LR."""
+
+    train: Questions
+    valid: Questions | None
+    train_features: object
+    valid_features: object | None
+    tokenizer: object
+    model_path: str
+    top_lr: float
+
+
+def load_run_data(cfg: TrainConfig) -> RunData:
+    """Read, validate and tokenise all data before any training starts."""
+    from transformers import AutoTokenizer
+
+    cfg.check_ready()
+    files = cfg.train + cfg.extra_train
+    train = concat_questions([read_questions(p, require_answer=True) for p in files]).head(cfg.max_train)
+    valid = read_questions(cfg.valid, require_answer=True).head(cfg.max_valid) if cfg.valid else None
+    if valid is not None and valid.letters != train.letters:
+        raise DataError(
+            f"{cfg.valid}: options {''.join(valid.letters)} but training data has {''.join(train.letters)}; "
+            "validation must have the same option columns."
+        )
+    model_path = resolve_model_path(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    return RunData(
+        train=train,
+        valid=valid,
+        train_features=encode(train, tokenizer, cfg.max_length),
+        valid_features=encode(valid, tokenizer, cfg.max_length) if valid else None,
+        tokenizer=tokenizer,
+        model_path=model_path,
+        top_lr=derive_lr(cfg),
+    )
+
+
+def derive_lr(cfg: TrainConfig) -> float:
+    """The top LR: given, or scaled from the pre-training recipe to this run's effective batch (printed)."""
+    devices = int(os.environ.get("WORLD_SIZE", "1"))
+    batch = effective_batch(cfg.per_device_batch, cfg.grad_accum, devices)
+    if cfg.lr is not None:
+        log.info("lr = %.3g (set explicitly; effective batch %d)", cfg.lr, batch)
+        return cfg.lr
+    lr = scaled_lr(cfg.base_lr, cfg.base_batch, batch)
+    log.info(
+        "lr = base_lr %.3g x effective batch %d (%d per device x %d accumulation x %d device(s)) / base_batch %d = %.4g",
+        cfg.base_lr, batch, cfg.per_device_batch, cfg.grad_accum, devices, cfg.base_batch, lr,
+    )
+    return lr
+
+
+def training_args(cfg: TrainConfig, out: Path, seed: int, phase: str, has_valid: bool) -> TrainingArguments:
+    """Trainer settings of one phase; phase 'head' runs a fixed number of steps at a constant LR."""
+    cuda = torch.cuda.is_available()
+    head = phase == "head"
+    return TrainingArguments(
+        output_dir=str(out),
+        seed=seed,
+        data_seed=seed,
+        per_device_train_batch_size=cfg.per_device_batch,
+        per_device_eval_batch_size=cfg.eval_batch,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.head_steps if head else cfg.max_steps,
+        lr_scheduler_type="constant" if head else "linear",
+        warmup_steps=0 if head else cfg.warmup_ratio,
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=cuda and cfg.precision == "bf16",
+        fp16=cuda and cfg.precision == "fp16",
+        use_cpu=not cuda,
+        activation_checkpointing=cfg.gradient_checkpointing and not head,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy="epoch" if has_valid and cfg.eval_per_epoch and not head else "no",
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=cfg.report_to,
+        remove_unused_columns=False,
+        dataloader_num_workers=cfg.num_workers,
+        disable_tqdm=None,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def run_phase(cfg, data: RunData, model, seed: int, phase: str, out: Path, top_lr: float, resume: bool):
+    """Train one phase with our optimizer groups; resumes from the phase's last checkpoint if asked."""
+    if phase == "head":
+        groups = param_groups(model, top_lr, "constant", 1.0, 1.0, cfg.weight_decay)
+    else:
+        groups = param_groups(
+            model, top_lr, cfg.layer_lr_shape, cfg.layer_lr_min, cfg.layer_lr_decay, cfg.weight_decay
+        )
+    optimizer = build_optimizer(groups, cfg.adam_eps)
+    has_valid = data.valid is not None
+    trainer = RecipeTrainer(
+        model=model,
+        args=training_args(cfg, out, seed, phase, has_valid),
+        train_dataset=data.train_features,
+        eval_dataset=data.valid_features if has_valid else None,
+        data_collator=MultipleChoiceCollator(data.tokenizer, pad_to_multiple_of=8),
+        processing_class=data.tokenizer,
+        optimizers=(optimizer, None),
+        compute_metrics=(lambda p: {"map3": score_map3(p.predictions, data.valid)}) if has_valid else None,
+    )
+    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    if checkpoint:
+        log.info("seed %d %s: resuming from %s", seed, phase, checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    return trainer, [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups]
+
+
+def head_state(model) -> dict[str, torch.Tensor]:
+    """The head's weights: all that phase 1 changes, so all that must be kept between phases."""
+    head = set(layer_groups(model)[-1][1])
+    return {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if k in head}
+
+
+def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict:
+    """Both phases for one seed, then export + score; returns the seed's part of the report."""
+    start = time.perf_counter()
+    run_dir = Path(cfg.output_dir)
+    seed_dir = run_dir / f"seed{seed}"
+    set_seed(seed)
+    model = AutoModelForMultipleChoice.from_pretrained(data.model_path)
+
+    head_file = seed_dir / "head.safetensors"
+    if cfg.head_steps > 0:
+        if resume and head_file.is_file():
+            model.load_state_dict(load_file(head_file), strict=False)
+            log.info("seed %d: phase 1 done earlier, head loaded from %s", seed, head_file)
+        else:
+            set_phase(model, "head")
+            run_phase(cfg, data, model, seed, "head", seed_dir / "phase1", cfg.head_lr, resume)
+            if _is_main():
+                _atomic_save_file(head_state(model), head_file)
+                _drop_checkpoints(seed_dir / "phase1")
+
+    set_phase(model, "full", cfg.freeze_word_embeddings)
+    total, trainable = count_parameters(model)
+    frozen_words = sum(dict(model.named_parameters())[n].numel() for n in word_embedding_names(model))
+    log.info(
+        "seed %d phase 2: %s total parameters, %s trainable (word embeddings %s %s)",
+        seed, f"{total:,}", f"{trainable:,}", f"{frozen_words:,}", "frozen" if cfg.freeze_word_embeddings else "trained",
+    )
+    trainer, groups = run_phase(cfg, data, model, seed, "full", seed_dir / "phase2", data.top_lr, resume)
+    history = [
+        {"epoch": e["epoch"], "map3": e["eval_map3"], "loss": e.get("eval_loss")}
+        for e in trainer.state.log_history if "eval_map3" in e
+    ]
+    lr_log = [e for e in trainer.state.log_history if any(k.startswith("lr/") for k in e)]
+    result = {
+        "seed": seed,
+        "total_params": total,
+        "trainable_params": trainable,
+        "groups": groups,
+        "eval_history": history,
+        "lr_log": lr_log,
+        "train_loss": trainer.state.log_history[-1].get("train_loss"),
+    }
+    if _is_main():
+        result.update(export_and_score(cfg, data, trainer.model, seed))
+        if not cfg.keep_checkpoints:
+            _drop_checkpoints(seed_dir / "phase2")
+    _barrier()
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
+    """Export the seed's model, score the exported folder through the inference path, then commit it."""
+    dest = Path(cfg.output_dir) / "models" / f"seed{seed}"
+    tmp = stage_export(model, data.tokenizer, dest, fp16=cfg.export_fp16)
+    meta = export_meta(seed, cfg.max_length, data.train.letters, cfg.model, None, export_fp16=cfg.export_fp16)
+    if data.valid is not None:
+        write_meta(tmp, meta)  # the staged folder is now complete enough to load and score
+        meta["valid_map3"] = score_model(tmp, data.valid, Path(cfg.output_dir) / f"seed{seed}")
+    commit_export(tmp, dest, meta)
+    log.info("seed %d exported to %s (valid MAP@3 %s)", seed, dest, meta["valid_map3"])
+    return {"export": str(dest), "valid_map3": meta["valid_map3"]}
+
+
+def score_model(folder: Path, valid: Questions, seed_dir: Path) -> float:
+    """Validation logits of an exported folder through the inference code; saved for the ensemble."""
+    [logits] = ensemble_logits(inspect_models([folder]), valid)
+    write_array(seed_dir / "valid_logits.npy", logits)
+    return score_map3(logits, valid)
+
+
+def finished_seed(cfg: TrainConfig, seed: int) -> dict | None:
+    """The report part of a seed whose export already exists (so it is not retrained), else None."""
+    import json
+
+    meta_file = Path(cfg.output_dir) / "models" / f"seed{seed}" / META_FILE
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    return {"seed": seed, "export": str(meta_file.parent), "valid_map3": meta.get("valid_map3"), "skipped": True}
+
+
+def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train every seed (skipping finished ones on resume), ensemble them, and write the report."""
+    start = time.perf_counter()
+    run_dir = Path(cfg.output_dir)
+    if not resume and any((run_dir / f"seed{s}").exists() for s in cfg.seeds):
+        raise ConfigError(
+            f"{run_dir} already holds a run. Add --resume to continue it (finished seeds are kept), "
+            "or choose another --output-dir."
+        )
+    data = load_run_data(cfg)
+    seeds = []
+    for seed in cfg.seeds:
+        done = finished_seed(cfg, seed) if resume else None
+        if done:
+            log.info("seed %d: already exported to %s, not retrained", seed, done["export"])
+        seeds.append(done or train_seed(cfg, data, seed, resume))
+    report = {
+        "config": dataclasses.asdict(cfg),
+        "n_train": len(data.train),
+        "n_valid": len(data.valid) if data.valid else 0,
+        "top_lr": data.top_lr,
+        "seeds": seeds,
+        "wall_s": time.perf_counter() - start,
+    }
+    if data.valid is not None and _is_main():
+        logits = [seed_valid_logits(run_dir, s, data.valid) for s in seeds]
+        ensemble = mean_logits(logits).astype(np.float32)
+        report["ensemble_valid_map3"] = score_map3(ensemble, data.valid)
+        write_array(run_dir / "valid_logits_ensemble.npy", ensemble)
+    if _is_main():
+        write_report(run_dir, report)
+    return report
+
+
+def seed_valid_logits(run_dir: Path, seed: dict, valid: Questions) -> np.ndarray:
+    """A seed's saved validation logits, recomputed from its export when missing or for other data."""
+    path = run_dir / f"seed{seed['seed']}" / "valid_logits.npy"
+    if path.is_file():
+        logits = np.load(path)
+        if logits.shape == (len(valid), len(valid.letters)):
+            return logits
+    seed["valid_map3"] = score_model(Path(seed["export"]), valid, path.parent)
+    return np.load(path)
+
+
+def _drop_checkpoints(phase_dir: Path) -> None:
+    """Remove a finished phase's Trainer checkpoints (model + optimizer state: GBs for a large model)."""
+    for checkpoint in phase_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _atomic_save_file(tensors: dict, path: Path) -> None:
+    from .io import atomic_write
+
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()

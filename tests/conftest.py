@@ -1,0 +1,126 @@
+"""Shared fixtures: tiny randomly initialised backbones (DeBERTa-v2 with a sentencepiece tokenizer
+trained here, BERT with a WordPiece vocabulary built here) and small question files. No network."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+LETTERS = "ABCDE"
+
+WORDS = (
+    "atom cell energy force mass light wave photon electron proton neutron gene protein enzyme "
+    "carbon oxygen water acid base salt planet star orbit gravity heat entropy pressure volume "
+    "current voltage charge field magnet lens mirror speed velocity acceleration momentum "
+    "cloud rock mineral fossil species evolution membrane nucleus virus bacteria which what how "
+    "the of a is are in to and best describes following primary reason why does not"
+).split()
+
+
+def sentences(n: int, seed: int = 0, length: int = 12) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(length)) for _ in range(n)]
+
+
+def write_questions(path: Path, n: int, seed: int = 0, answers: bool = True, with_id: bool = True,
+                    context: bool = False, letters: str = LETTERS) -> Path:
+    """A small synthetic question file in the competition layout (our own random text)."""
+    rng = random.Random(seed)
+    header = (["id"] if with_id else []) + ["prompt"] + (["context"] if context else []) + list(letters)
+    header += ["answer"] if answers else []
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for i in range(n):
+            row = [f"q{seed}-{i}"] if with_id else []
+            row.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))) + "?")
+            if context:
+                row.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60))))
+            row += [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) for _ in letters]
+            if answers:
+                row.append(rng.choice(letters))
+            writer.writerow(row)
+    return path
+
+
+def _train_spm(folder: Path) -> None:
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences(2000)), model_writer=buf, vocab_size=96, model_type="unigram",
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]",
+        eos_piece="[SEP]", user_defined_symbols=["[MASK]"], minloglevel=2,
+    )
+    (folder / "spm.model").write_bytes(buf.getvalue())
+
+
+@pytest.fixture(scope="session")
+def tiny_deberta(tmp_path_factory) -> Path:
+    """A 2-layer DeBERTa-v3-style backbone (relative positions only, no token types) saved as a folder."""
+    import torch
+    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2Tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-deberta")
+    _train_spm(folder)
+    tokenizer = DebertaV2Tokenizer.from_pretrained(folder)
+    (folder / "spm.model").unlink()
+    tokenizer.save_pretrained(folder)
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, type_vocab_size=0, relative_attention=True,
+        position_biased_input=False, pos_att_type=["p2c", "c2p"], position_buckets=32,
+        max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True, pad_token_id=0,
+        pooler_hidden_size=32,
+    )
+    torch.manual_seed(0)
+    DebertaV2Model(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT backbone with a WordPiece vocabulary built from the test words."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in WORDS for c in w} | set("?.,"))
+    vocab = specials + sorted(set(WORDS)) + chars + [f"##{c}" for c in chars]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer.from_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def question_files(tmp_path) -> dict[str, Path]:
+    """Train / valid / test files (test without answers) of synthetic questions."""
+    return {
+        "train": write_questions(tmp_path / "train.csv", 24, seed=1),
+        "valid": write_questions(tmp_path / "valid.csv", 12, seed=2),
+        "test": write_questions(tmp_path / "test.csv", 10, seed=3, answers=False),
+    }
+
+
+def shared_data(name: str) -> Path:
+    """A file of ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present (the shared data folder sits beside the checkout)")
+    return path
