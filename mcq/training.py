@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.utils.data import SequentialSampler
 from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -44,6 +45,11 @@ class RecipeTrainer(Trainer):
                 if not group["name"].endswith(".no_decay"):  # same LR as its decay twin
                     logs[f"lr/{group['name']}"] = group["lr"]
         super().log(logs, start_time)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Trainer length-groups (and so reorders) evaluation when training is length-grouped; scoring
+        # needs file order to rank exactly as inference does. Under DDP the library's default is kept.
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
 @dataclasses.dataclass
@@ -154,13 +160,20 @@ def run_phase(cfg, data: RunData, model, seed: int, phase: str, out: Path, top_l
         data_collator=MultipleChoiceCollator(data.tokenizer, pad_to_multiple_of=8),
         processing_class=data.tokenizer,
         optimizers=(optimizer, None),
-        compute_metrics=(lambda p: {"map3": score_map3(p.predictions, data.valid)}) if has_valid else None,
+        compute_metrics=(lambda p: eval_metrics(p, data.valid)) if has_valid else None,
     )
     checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
     if checkpoint:
         log.info("seed %d %s: resuming from %s", seed, phase, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     return trainer, [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups]
+
+
+def eval_metrics(prediction, valid: Questions) -> dict[str, float]:
+    """Per-epoch MAP@3, ranked as inference ranks; refuses predictions that are not in file order."""
+    if not np.array_equal(np.asarray(prediction.label_ids), np.asarray(valid.answers)):
+        raise RuntimeError("evaluation predictions are not in validation-file order; scores would be wrong")
+    return {"map3": score_map3(prediction.predictions, valid)}
 
 
 def head_state(model) -> dict[str, torch.Tensor]:

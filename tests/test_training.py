@@ -47,6 +47,8 @@ def test_three_seeds_export_report_and_reload_to_the_same_logits(three_seed_run,
         assert meta["valid_map3"] == pytest.approx(seed["valid_map3"])
         assert 0.0 <= seed["valid_map3"] <= 1.0
         assert len(seed["eval_history"]) == 1  # one epoch -> one per-epoch score
+        # the end-of-epoch score (Trainer's loop) is the exported model's score (inference path)
+        assert seed["eval_history"][-1]["map3"] == pytest.approx(seed["valid_map3"], abs=1e-9)
     # reload an export by hand and compare with the logits training saved for the report
     model = AutoModelForMultipleChoice.from_pretrained(run / "models" / "seed1").eval()
     tokenizer = AutoTokenizer.from_pretrained(run / "models" / "seed1")
