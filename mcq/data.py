@@ -36,6 +36,7 @@ class Questions:
     letters: tuple[str, ...]
     contexts: list[str] | None = None
     answers: list[int] | None = None
+    generated_ids: bool = False  # the file had no id column; ids are row numbers
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,6 +58,7 @@ class Questions:
             letters=self.letters,
             contexts=None if self.contexts is None else self.contexts[cut],
             answers=None if self.answers is None else self.answers[cut],
+            generated_ids=self.generated_ids,
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -73,6 +75,8 @@ class Questions:
 
 def concat_questions(parts: list[Questions]) -> Questions:
     """Join question sets with the same option letters into one (e.g. extra generated data)."""
+    if not parts:
+        raise DataError("no question files given")
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
@@ -85,7 +89,8 @@ def concat_questions(parts: list[Questions]) -> Questions:
         if part.has_answers != first.has_answers:
             raise DataError(f"{part.source}: every training file needs an 'answer' column.")
     with_context = any(p.contexts is not None for p in parts)
-    ids = [i for p in parts for i in p.ids]
+    # row-number ids of files without an id column would collide, so they get the file's position
+    ids = [f"{k}-{i}" if p.generated_ids else i for k, p in enumerate(parts) for i in p.ids]
     dupes = _duplicates(ids)
     if dupes:
         raise DataError(
@@ -172,7 +177,11 @@ def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
 def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer: bool) -> Questions:
     if len(frame) == 0:
         raise DataError(f"{source}: no questions below the header. Add rows or point at the right file.")
-    columns = {c.lower() if c.lower() in RESERVED else c: c for c in frame.columns}
+    names = [c.lower() if c.lower() in RESERVED else c for c in frame.columns]
+    repeated = _duplicates(names)
+    if repeated:
+        raise DataError(f"{source}: column '{repeated[0]}' appears more than once in the header. Rename or drop the copy.")
+    columns = dict(zip(names, frame.columns))
     if "prompt" not in columns:
         raise DataError(f"{source}: no 'prompt' column (columns are {list(frame.columns)}). Rename the question column to 'prompt'.")
     letters = _option_letters(list(columns), source)
@@ -188,7 +197,7 @@ def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer
     ids = _ids(frame, columns, rows, source)
     answers = _answers(frame, columns, rows, letters, options, source) if "answer" in columns else None
     contexts = _column(frame, columns["context"]).tolist() if "context" in columns else None
-    return Questions(source, ids, prompts, options, tuple(letters), contexts, answers)
+    return Questions(source, ids, prompts, options, tuple(letters), contexts, answers, "id" not in columns)
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

@@ -46,6 +46,6 @@ def mean_logits(logits: Sequence[np.ndarray], weights: Sequence[float] | None = 
     if weights is None:
         weights = [1.0] * len(logits)
     w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(logits),) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"need {len(logits)} non-negative weights with a positive sum, got {list(weights)}")
+    if w.shape != (len(logits),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"need {len(logits)} finite non-negative weights with a positive sum, got {list(weights)}")
     return np.tensordot(w / w.sum(), stack, axes=1)

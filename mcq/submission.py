@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def validate_submission(frame: pd.DataFrame, ids: Sequence[str], letters: Sequen
         raise SubmissionError(f"columns are {list(frame.columns)}, expected ['id', 'prediction']")
     got = [str(i) for i in frame["id"]]
     if len(got) != len(ids):
-        raise SubmissionError(f"{len(got)} rows for {len(ids)} test questions")
+        raise SubmissionError(f"{len(got)} rows for {len(ids)} test questions; {_first_difference(ids, got)}")
     allowed = set(letters)
     for row, (expected, actual, pred) in enumerate(zip(ids, got, frame["prediction"]), start=2):
         if expected != actual:
@@ -44,6 +45,19 @@ def validate_submission(frame: pd.DataFrame, ids: Sequence[str], letters: Sequen
             raise SubmissionError(
                 f"line {row}, id '{actual}': prediction '{pred}' is not three distinct letters from {''.join(letters)}"
             )
+
+
+def _first_difference(expected: Sequence[str], got: Sequence[str]) -> str:
+    """Where two id lists first part: 'line N: ...' (line 1 is the header)."""
+    for row, (want, have) in enumerate(zip_longest(expected, got), start=2):
+        if have is None:
+            return f"line {row}: missing id '{want}' (the submission ends early)"
+        if want is None:
+            return f"line {row}: extra row, id '{have}' is not in the test file"
+        if want != have:
+            missing = "" if want in got else f" (id '{want}' is missing)"
+            return f"line {row}: id '{have}' where the test file has '{want}'{missing}"
+    return "no difference in ids"
 
 
 def write_submission(frame: pd.DataFrame, path: str | Path, ids: Sequence[str], letters: Sequence[str]) -> Path:
