@@ -1,0 +1,202 @@
+"""LLM Science Exam inference: a Kaggle script kernel that runs with the internet off.
+
+It searches the input root for the competition's test.csv, the exported models (folders holding
+mcq_model.json, from the models dataset) and our `mcq` package (from the code dataset), ensembles the
+models with mcq.infer.run_inference (fp16, every GPU) and writes submission.csv to the working folder.
+Nothing is installed and no path is hard-coded: UI-made kernels see /kaggle/input/<slug>/, API-pushed
+ones /kaggle/input/competitions/<slug>/ and /kaggle/input/datasets/<owner>/<slug>/.
+
+MCQ_KAGGLE_ROOT=DIR runs it on DIR/input and DIR/working instead of /kaggle (the local rehearsal:
+python -m mcq.rehearse). Only the standard library is imported before the mcq package is found.
+"""
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+COMPETITION = "kaggle-llm-science-exam"
+ROOT_ENV = "MCQ_KAGGLE_ROOT"
+META_FILE = "mcq_model.json"
+SUBMISSION = "submission.csv"
+TIMINGS = "mcq_timings.json"
+# Padded tokens per forward pass; lower it if a T4 runs out of memory.
+BATCH_TOKENS = 16384
+# One weight per model for the logit mean, in model-folder order; None for equal weights.
+WEIGHTS = None
+MAX_DEPTH = 6  # /kaggle/input/datasets/<owner>/<slug>/<model>/ is 4 levels down
+
+
+class KernelError(RuntimeError):
+    """Something the kernel cannot find or use; the message says what to attach or fix."""
+
+
+def kaggle_dirs(env=os.environ):
+    """(input root, working folder): /kaggle/input and /kaggle/working unless MCQ_KAGGLE_ROOT is set."""
+    root = Path(env.get(ROOT_ENV) or "/kaggle")
+    return root / "input", root / "working"
+
+
+def walk(root):
+    """Every (folder, sub-folder names, file names) under root, sorted, at most MAX_DEPTH levels down."""
+    base = len(Path(root).parts)
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs.sort()
+        if len(Path(folder).parts) - base >= MAX_DEPTH:
+            dirs[:] = []
+        yield Path(folder), dirs, sorted(files)
+
+
+def find_inputs(input_root):
+    """(code folder to put on sys.path, model folders, test.csv) found under input_root."""
+    input_root = Path(input_root)
+    if not input_root.is_dir():
+        raise KernelError(f"{input_root}: no input folder. On Kaggle, attach the competition and the datasets.")
+    code, models, tests = [], [], []
+    for folder, _, files in walk(input_root):
+        if folder.name == "mcq" and "__init__.py" in files and "infer.py" in files:
+            code.append(folder.parent)
+        if META_FILE in files:
+            models.append(folder)
+        if "test.csv" in files:
+            tests.append(folder / "test.csv")
+    return pick_code(code, input_root), pick_models(models, input_root), pick_test(tests, input_root)
+
+
+def pick_code(found, input_root):
+    if not found:
+        raise KernelError(
+            f"no mcq package (mcq/__init__.py) under {input_root}: attach the code dataset "
+            "(python -m mcq.kaggle push-code) to this kernel."
+        )
+    if len(found) > 1:
+        raise KernelError(f"{len(found)} copies of the mcq package under {input_root}: {[str(p) for p in found]}. "
+                          "Attach one code dataset.")
+    return found[0]
+
+
+def pick_models(found, input_root):
+    if not found:
+        raise KernelError(
+            f"no exported model (a folder with {META_FILE}) under {input_root}: attach the models dataset "
+            "(python -m mcq.kaggle push-models) to this kernel."
+        )
+    return found
+
+
+def pick_test(found, input_root, competition=COMPETITION):
+    """test.csv under a folder named after the competition; a lone test.csv elsewhere is used with a warning."""
+    ours = [p for p in found if competition in p.relative_to(input_root).parts]
+    if len(ours) == 1:
+        return ours[0]
+    if len(ours) > 1:
+        raise KernelError(f"{len(ours)} test.csv files under {competition} folders: {[str(p) for p in ours]}.")
+    if len(found) == 1:
+        print(f"warning: no {competition} folder; using the only test.csv, {found[0]}", flush=True)
+        return found[0]
+    if not found:
+        raise KernelError(f"no test.csv under {input_root}: attach the {competition} competition data to this kernel.")
+    raise KernelError(f"no test.csv under a {competition} folder and {len(found)} elsewhere: "
+                      f"{[str(p) for p in found]}. Attach the competition data.")
+
+
+def import_mcq(code_root):
+    """Import mcq from the code dataset (first on sys.path, so no other copy can shadow it)."""
+    sys.path.insert(0, str(code_root))
+    import mcq
+    import mcq.infer
+    import mcq.predict
+
+    where = Path(mcq.__file__).resolve().parent
+    if where != (Path(code_root) / "mcq").resolve():
+        raise KernelError(f"imported mcq from {where}, not from the code dataset {code_root}.")
+    return mcq
+
+
+def time_forward_passes(predict_module, spent):
+    """Wrap mcq.predict.predict_logits to record seconds spent in batched forward passes per thread (one
+    thread per GPU): the part of the predict stage that grows with the number of questions; the rest
+    (reading weights, loading tokenizers) is paid once per model."""
+    predict_logits = getattr(predict_module, "predict_logits", None)
+    if predict_logits is None:  # a renamed function: no split, the rehearsal then scales all of predict
+        return
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return predict_logits(*args, **kwargs)
+        finally:
+            key = threading.get_ident()
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+
+    predict_module.predict_logits = timed
+
+
+def describe_devices():
+    import torch
+
+    if not torch.cuda.is_available():
+        return "CPU (fp32)"
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"{len(names)} GPU(s): {', '.join(names)} (fp16)"
+
+
+def run(env=os.environ):
+    """Find the inputs, run the ensemble, write the submission; return the stage timings."""
+    for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        os.environ.setdefault(name, value)
+    input_root, working = kaggle_dirs(env)
+    rerun = "yes" if env.get("KAGGLE_IS_COMPETITION_RERUN") else "no"
+    print(f"mcq kernel: input {input_root}, working {working}, run type {env.get('KAGGLE_KERNEL_RUN_TYPE', '-')}, "
+          f"competition rerun: {rerun}", flush=True)
+    start = time.perf_counter()
+    code_root, models, test = find_inputs(input_root)
+    find_s = time.perf_counter() - start
+    print(f"test: {test}", flush=True)
+    print(f"models ({len(models)}): {', '.join(str(m) for m in models)}", flush=True)
+
+    start = time.perf_counter()
+    mcq = import_mcq(code_root)
+    import_s = time.perf_counter() - start
+    print(f"code: {Path(mcq.__file__).parent} (mcq {mcq.__version__}); devices: {describe_devices()}", flush=True)
+    forward_spent = {}
+    time_forward_passes(mcq.predict, forward_spent)
+    working.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = mcq.infer.run_inference(models, test, working / SUBMISSION, weights=WEIGHTS, batch_tokens=BATCH_TOKENS)
+    total = time.perf_counter() - start
+    t = result.timings
+    timings = {
+        "find_s": find_s,
+        "load_s": import_s + t.get("load_s", 0.0),
+        "tokenise_s": t.get("tokenise_s", 0.0),
+        "predict_s": t.get("predict_s", 0.0),
+        "forward_s": max(forward_spent.values()) if forward_spent else t.get("predict_s", 0.0),
+        "write_s": max(0.0, total - sum(t.get(k, 0.0) for k in ("load_s", "tokenise_s", "predict_s"))),
+    }
+    timings["total_s"] = find_s + import_s + total
+    report = {"n_questions": result.n_questions, "n_models": len(result.models), "timings": timings,
+              "submission": str(result.submission), "test": str(test), "code": str(code_root), "map3": result.map3}
+    (working / TIMINGS).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    for name, score in result.map3.items():
+        print(f"MAP@3 {name}: {score:.4f}", flush=True)
+    stages = ", ".join(f"{k[:-2]} {timings[k]:.1f}s" for k in ("find_s", "load_s", "tokenise_s", "predict_s", "write_s"))
+    print(f"timings: {stages} (forward passes {timings['forward_s']:.1f}s of predict); "
+          f"total {timings['total_s']:.1f}s", flush=True)
+    print(f"submission: {result.submission} ({result.n_questions} questions, {len(result.models)} model(s))", flush=True)
+    return report
+
+
+def main():
+    try:
+        run()
+    except KernelError as err:
+        print(f"kernel error: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
