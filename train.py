@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mcq.cli import main_guard
@@ -23,6 +24,8 @@ def main(argv=None) -> int:
     from mcq.training import run_training  # heavy imports only once the arguments are good
 
     report = run_training(cfg, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 speaks for the run
     for seed in report["seeds"]:
         print(f"seed {seed['seed']}: valid MAP@3 {seed.get('valid_map3')}  ->  {seed.get('export')}")
     if "ensemble_valid_map3" in report:

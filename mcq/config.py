@@ -66,6 +66,7 @@ class TrainConfig:
     eval_batch: int = _f(16, "questions per device per evaluation step")
     precision: str = _f("bf16", "bf16, fp16 or fp32 (fp32 on CPU whatever is set)")
     gradient_checkpointing: bool = _f(False, "trade compute for memory in phase 2")
+    auto_find_batch_size: bool = _f(False, "on out-of-memory, halve the per-device batch and retry (Trainer's); the LR stays the one derived for the configured batch, and a warning says so")
     group_by_length: bool = _f(True, "batch questions of similar length together (less padding)")
     logging_steps: int = _f(10, "log loss and every group's LR every N steps")
     save_steps: int = _f(200, "checkpoint every N steps (for resume)")

@@ -53,6 +53,17 @@ def _check_options_fit(questions: Questions, tokenizer: PreTrainedTokenizerBase,
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def pair_examples(features: Dataset) -> list[dict]:
+    """Every (question, option) pair as a one-option example, question-major (pair q*n + j).
+
+    A multiple-choice head scores each pair on its own (the options meet only in the loss), so
+    pairs of different questions can share a batch and be sorted by their own length.
+    """
+    columns = {c: features[c] for c in MODEL_INPUTS if c in features.column_names}
+    n = len(columns["input_ids"][0])
+    return [{c: [v[q][j]] for c, v in columns.items()} for q in range(len(features)) for j in range(n)]
+
+
 class MultipleChoiceCollator(DataCollatorForMultipleChoice):
     """The library's multiple-choice collator, fed only model inputs (drops e.g. 'length'); it also
     takes unlabelled questions (a test file), for which it returns no labels."""
@@ -76,15 +87,17 @@ def token_budget_batches(lengths: list[int], n_options: int, budget: int, multip
     """Group question indices, longest first, so each padded batch holds at most `budget` tokens.
 
     A batch of b questions padded to length L computes b x n_options x pad_to(L) tokens; since the
-    first question of a batch is its longest, L is known when the batch opens. A single question
-    over the budget still gets a batch of its own.
+    first question of a batch is its longest, L is known when the batch opens. A batch also closes
+    where the padded width steps down, so nothing is padded by more than `multiple` - 1 tokens.
+    A single question over the budget still gets a batch of its own.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     for i in order:
         if batches:
             width = pad_to(lengths[batches[-1][0]], multiple)
-            if (len(batches[-1]) + 1) * n_options * width <= budget:
+            fits = (len(batches[-1]) + 1) * n_options * width <= budget
+            if fits and pad_to(lengths[i], multiple) == width:
                 batches[-1].append(i)
                 continue
         batches.append([i])

@@ -15,7 +15,7 @@ from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from .data import Questions
 from .export import ModelFolderError, check_model_folder
-from .features import MultipleChoiceCollator, encode, token_budget_batches
+from .features import MultipleChoiceCollator, encode, pair_examples, token_budget_batches
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,26 @@ def load_model(path: Path, device: torch.device) -> torch.nn.Module:
     return model.to(device).eval()
 
 
+def pair_batches(features, collator, batch_tokens: int):
+    """(flat pair indices, collated batch) of (question, option) pairs, longest first, within the budget."""
+    pairs = pair_examples(features)
+    lengths = [len(p["input_ids"][0]) for p in pairs]
+    for idx in token_budget_batches(lengths, 1, batch_tokens):
+        batch = collator([pairs[i] for i in idx])
+        yield idx, {k: v for k, v in batch.items() if k != "labels"}
+
+
 @torch.inference_mode()
 def predict_logits(model, features, collator, device: torch.device, batch_tokens: int) -> np.ndarray:
-    """Logits (questions x options, float32) in the features' order, computed in length-sorted batches."""
+    """Logits (questions x options, float32) in the features' order, pairs scored in length-sorted batches."""
     n_options = len(features[0]["input_ids"])
-    batches = token_budget_batches(features["length"], n_options, batch_tokens)
-    out = np.zeros((len(features), n_options), dtype=np.float32)
-    for idx in batches:
-        batch = collator([features[i] for i in idx])
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+    out = np.zeros(len(features) * n_options, dtype=np.float32)
+    for idx, batch in pair_batches(features, collator, batch_tokens):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(**batch).logits
-        out[idx] = logits.float().cpu().numpy()
-    return out
+        out[idx] = logits.float().cpu().numpy().ravel()
+    return out.reshape(len(features), n_options)
 
 
 def available_devices() -> list[torch.device]:

