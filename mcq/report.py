@@ -46,9 +46,18 @@ def render_markdown(report: dict) -> str:
     groups = next((s["groups"] for s in report["seeds"] if s.get("groups")), [])
     if groups:
         lines += ["", f"## Peak LR per optimizer group ({cfg['layer_lr_shape']} shape)", "", "| group | LR | params |", "|---|---|---|"]
-        lines += [f"| {g['name']} | {g['lr']:.3g} | {g['params']:,} |" for g in groups]
+        lines += [f"| {name} | {lr:.3g} | {params:,} |" for name, lr, params in merge_decay_twins(groups)]
     lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in report["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def merge_decay_twins(groups: list[dict]) -> list[tuple[str, float, int]]:
+    """One row per layer group: a group and its '.no_decay' twin share the LR, so their sizes add up."""
+    rows: dict[str, list] = {}
+    for g in groups:
+        name = g["name"].removesuffix(".no_decay")
+        rows.setdefault(name, [name, g["lr"], 0])[2] += g["params"]
+    return [tuple(r) for r in rows.values()]
 
 
 def _fmt(value, digits: int = 4) -> str:

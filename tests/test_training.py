@@ -168,3 +168,11 @@ def test_lr_is_derived_from_the_pretraining_recipe(tiny_deberta, question_files,
     cfg = tiny_config(tiny_deberta, question_files, tmp_path / "r", lr=None, per_device_batch=9, grad_accum=5)
     assert derive_lr(cfg) == pytest.approx(1.7578125e-5)
     assert "x effective batch 45 (9 per device x 5 accumulation x 1 device(s))" in caplog.text
+
+
+def test_report_lists_one_row_per_layer_group():
+    from mcq.report import merge_decay_twins
+
+    groups = [{"name": "layer.0", "lr": 1e-5, "params": 10}, {"name": "layer.0.no_decay", "lr": 1e-5, "params": 2},
+              {"name": "head", "lr": 2e-5, "params": 5}]
+    assert merge_decay_twins(groups) == [("layer.0", 1e-5, 12), ("head", 2e-5, 5)]
