@@ -106,21 +106,29 @@ def ensemble_logits(
     jobs = [(m, s) for m in models for s in range(shards)]
     per_device = [jobs[d :: len(devices)] for d in range(len(devices))]
 
+    forward = [0.0] * len(devices)  # seconds of batched forward passes per device: what grows with questions
+
     def work(d: int) -> dict:
         results = {}
         for model_info, shard in per_device[d]:
             start = time.perf_counter()
             model = load_model(model_info.path, devices[d])
-            feats = features[model_info.key]
+            tokenizer, feats = features[model_info.key]
             idx = list(range(shard, len(feats), shards))
-            collator = MultipleChoiceCollator(_tokenizer(model_info.path), pad_to_multiple_of=8)
+            collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8)
+            begin = time.perf_counter()
             results[(model_info.path, shard)] = (idx, predict_logits(model, feats.select(idx), collator, devices[d], batch_tokens))
+            forward[d] += time.perf_counter() - begin
             log.info("%s shard %d on %s: %.1fs", model_info.path, shard, devices[d], time.perf_counter() - start)
             del model
+            if devices[d].type == "cuda":
+                torch.cuda.empty_cache()  # the next model needs the memory this one held
         return results
 
     with ThreadPoolExecutor(len(devices)) as pool:
         merged = {k: v for part in pool.map(work, range(len(devices))) for k, v in part.items()}
+    if timings is not None:
+        timings["forward_s"] = max(forward)  # devices run in parallel
     outputs = []
     for m in models:
         logits = np.zeros((len(questions), len(questions.letters)), dtype=np.float32)
@@ -131,17 +139,14 @@ def ensemble_logits(
     return outputs
 
 
-def _tokenizer(path: Path):
-    return AutoTokenizer.from_pretrained(path)
-
-
 def _encode_once(models: list[LoadedModel], questions: Questions, timings: dict | None) -> dict:
-    """Tokenise once per distinct tokenizer/max_length (once in total for a seed ensemble)."""
+    """(tokenizer, features) per distinct tokenizer/max_length: tokenised once for a seed ensemble."""
     start = time.perf_counter()
     features = {}
     for m in models:
         if m.key not in features:
-            features[m.key] = encode(questions, _tokenizer(m.path), int(m.meta["max_length"]))
+            tokenizer = AutoTokenizer.from_pretrained(m.path)
+            features[m.key] = (tokenizer, encode(questions, tokenizer, int(m.meta["max_length"])))
     if timings is not None:
         timings["tokenise_s"] = time.perf_counter() - start
     return features
