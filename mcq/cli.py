@@ -18,6 +18,9 @@ def setup_logging() -> None:
     """INFO to stderr for rank 0 only (torchrun prints every rank otherwise)."""
     level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-file load/save bars; Trainer's own progress bar stays
 
 
 def main_guard(fn: Callable[[], int | None]) -> int:

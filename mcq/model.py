@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMultipleChoice, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForMultipleChoice, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+log = logging.getLogger(__name__)
 
 # Backbone parameters that sit outside the embeddings and the layer stack but feed every layer:
 # DeBERTa's shared relative-position table and the norm applied to it. They are placed with the
@@ -31,12 +35,31 @@ def resolve_model_path(name: str) -> str:
     return str(path)
 
 
-def load_backbone(name: str) -> tuple[PreTrainedModel, object]:
-    """A multiple-choice model (new head randomly initialised) and its fast tokenizer."""
-    path = resolve_model_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForMultipleChoice.from_pretrained(path)
-    return model, tokenizer
+def load_multiple_choice(path: str) -> PreTrainedModel:
+    """The backbone with a new multiple-choice head; says in one line what started random.
+
+    transformers' loading report lists the head as MISSING, which is expected; a backbone weight
+    that failed to load is not, and gets a warning naming it.
+    """
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForMultipleChoice.from_pretrained(path, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    head = set(layer_groups(model)[-1][1])
+    missing = sorted(info.get("missing_keys", []))
+    fresh = [k for k in missing if k in head]
+    backbone = [k for k in missing if k not in head]
+    if fresh:
+        log.info("new head initialised randomly from %s: %s", path, ", ".join(fresh))
+    if backbone:
+        log.warning(
+            "%s: %d backbone weight(s) were not in the checkpoint and start random (%s%s); "
+            "check that --model points at a pretrained backbone.",
+            path, len(backbone), ", ".join(backbone[:5]), ", ..." if len(backbone) > 5 else "",
+        )
+    return model
 
 
 def layer_groups(model: PreTrainedModel) -> list[tuple[str, list[str]]]:

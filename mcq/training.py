@@ -7,6 +7,7 @@ module only prepares what goes into it: the frozen parameters, the optimizer gro
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import SequentialSampler
-from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments, set_seed
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import ConfigError, TrainConfig
@@ -25,9 +26,12 @@ from .data import DataError, Questions, concat_questions, read_questions
 from .export import META_FILE, commit_export, export_meta, stage_export, write_meta
 from .features import MultipleChoiceCollator, encode
 from .infer import score_map3
+from .io import atomic_write
 from .lr import effective_batch, scaled_lr
 from .metrics import mean_logits
-from .model import count_parameters, layer_groups, resolve_model_path, set_phase, word_embedding_names
+from .model import (
+    count_parameters, layer_groups, load_multiple_choice, resolve_model_path, set_phase, word_embedding_names,
+)
 from .optim import build_optimizer, param_groups
 from .predict import ensemble_logits, inspect_models
 from .report import write_report
@@ -67,8 +71,6 @@ class RunData:
 
 def load_run_data(cfg: TrainConfig) -> RunData:
     """Read, validate and tokenise all data before any training starts."""
-    from transformers import AutoTokenizer
-
     cfg.check_ready()
     files = cfg.train + cfg.extra_train
     train = concat_questions([read_questions(p, require_answer=True) for p in files]).head(cfg.max_train)
@@ -202,7 +204,7 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
     run_dir = Path(cfg.output_dir)
     seed_dir = run_dir / f"seed{seed}"
     set_seed(seed)
-    model = AutoModelForMultipleChoice.from_pretrained(data.model_path)
+    model = load_multiple_choice(data.model_path)
 
     head_file = seed_dir / "head.safetensors"
     if cfg.head_steps > 0:
@@ -269,8 +271,6 @@ def score_model(folder: Path, valid: Questions, seed_dir: Path) -> float:
 
 def finished_seed(cfg: TrainConfig, seed: int) -> dict | None:
     """The report part of a seed whose export already exists (so it is not retrained), else None."""
-    import json
-
     meta_file = Path(cfg.output_dir) / "models" / f"seed{seed}" / META_FILE
     if not meta_file.is_file():
         return None
@@ -309,7 +309,9 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
         write_array(run_dir / "valid_logits_ensemble.npy", ensemble)
     if _is_main():
         write_report(run_dir, report)
-    return _from_main(report)
+    report = _from_main(report)
+    _end_process_group()
+    return report
 
 
 def seed_valid_logits(run_dir: Path, seed: dict, valid: Questions) -> np.ndarray:
@@ -330,8 +332,6 @@ def _drop_checkpoints(phase_dir: Path) -> None:
 
 
 def _atomic_save_file(tensors: dict, path: Path) -> None:
-    from .io import atomic_write
-
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
@@ -346,6 +346,14 @@ def _from_main(obj):
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def _end_process_group() -> None:
+    """Tear the process group down on every rank together; a rank that exits with it alive can abort
+    in gloo's threads ("terminate called without an active exception") and fail the torchrun job."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _barrier() -> None:

@@ -95,3 +95,23 @@ def test_deberta_v3_large_counts_match_the_recipe():
     assert 300e6 < trainable < 308e6
     assert total - trainable == 128100 * 1024
     assert [g for g, _ in layer_groups(model)][1:-1] == [f"layer.{i}" for i in range(24)]
+
+
+def test_loading_names_the_new_head_and_warns_on_missing_backbone_weights(tiny_bert, tmp_path, caplog):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from mcq.model import load_multiple_choice
+
+    caplog.set_level("INFO", logger="mcq.model")
+    load_multiple_choice(str(tiny_bert))
+    assert "new head initialised randomly" in caplog.text and "classifier.weight" in caplog.text
+    assert "backbone weight" not in caplog.text
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bert, broken)
+    state = load_file(broken / "model.safetensors")
+    save_file({k: v for k, v in state.items() if ".layer.1." not in k}, broken / "model.safetensors", metadata={"format": "pt"})
+    caplog.clear()
+    load_multiple_choice(str(broken))
+    assert "backbone weight(s) were not in the checkpoint" in caplog.text and "layer.1" in caplog.text
