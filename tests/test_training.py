@@ -176,3 +176,21 @@ def test_report_lists_one_row_per_layer_group():
     groups = [{"name": "layer.0", "lr": 1e-5, "params": 10}, {"name": "layer.0.no_decay", "lr": 1e-5, "params": 2},
               {"name": "head", "lr": 2e-5, "params": 5}]
     assert merge_decay_twins(groups) == [("layer.0", 1e-5, 12), ("head", 2e-5, 5)]
+
+
+def test_tracker_receives_every_group_lr(tiny_deberta, question_files, tmp_path):
+    """report_to: tensorboard gets lr/<group> scalars at each logging step (the per-layer schedule)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "tb", seeds=[0], head_steps=0, max_steps=4,
+                      report_to=["tensorboard"])
+    run_training(cfg)
+    events = sorted((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events, "no tensorboard event file written"
+    tags = set()
+    for path in events:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"train/lr/embeddings", "train/lr/layer.0", "train/lr/layer.1", "train/lr/head"} <= tags, sorted(tags)
