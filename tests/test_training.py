@@ -194,3 +194,14 @@ def test_tracker_receives_every_group_lr(tiny_deberta, question_files, tmp_path)
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
     assert {"train/lr/embeddings", "train/lr/layer.0", "train/lr/layer.1", "train/lr/head"} <= tags, sorted(tags)
+
+
+def test_gradient_checkpointing_still_trains_every_layer(tiny_deberta, question_files, tmp_path):
+    """Checkpointing with frozen word embeddings must not silently stop gradients reaching the layers."""
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "gc", seeds=[0], head_steps=0, max_steps=3,
+                      gradient_checkpointing=True)
+    run_training(cfg)
+    before = AutoModelForMultipleChoice.from_pretrained(tiny_deberta).state_dict()
+    after = AutoModelForMultipleChoice.from_pretrained(tmp_path / "gc" / "models" / "seed0").state_dict()
+    for name in ("deberta.encoder.layer.0.attention.self.query_proj.weight", "deberta.encoder.layer.1.output.dense.weight"):
+        assert not torch.equal(before[name], after[name]), f"{name} did not train under gradient checkpointing"
