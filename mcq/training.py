@@ -209,7 +209,9 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
     head_file = seed_dir / "head.safetensors"
     if cfg.head_steps > 0:
         if resume and head_file.is_file():
-            model.load_state_dict(load_file(head_file), strict=False)
+            unexpected = model.load_state_dict(load_file(head_file), strict=False).unexpected_keys
+            if unexpected:
+                raise ConfigError(f"{head_file} does not fit {cfg.model} ({unexpected[:3]}); delete it to redo phase 1.")
             log.info("seed %d: phase 1 done earlier, head loaded from %s", seed, head_file)
         else:
             set_phase(model, "head")
