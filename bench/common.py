@@ -34,17 +34,9 @@ def token_counts(batches: list[dict]) -> tuple[int, int]:
 
 def export_backbone(name: str, dest: Path, max_length: int, letters, seed: int = 0) -> Path:
     """Export `name` with a fresh multiple-choice head as an inference folder (as training would)."""
-    import torch
-    from transformers import AutoModelForMultipleChoice, AutoTokenizer
+    from mcq.model import export_untrained
 
-    from mcq.export import commit_export, export_meta, stage_export
-    from mcq.model import resolve_model_path
-
-    path = resolve_model_path(name)
-    torch.manual_seed(seed)
-    model = AutoModelForMultipleChoice.from_pretrained(path)
-    tmp = stage_export(model, AutoTokenizer.from_pretrained(path), dest)
-    return commit_export(tmp, dest, export_meta(seed, max_length, letters, name, None))
+    return export_untrained(name, dest, seed, max_length, "".join(letters))
 
 
 def cpu_name() -> str:

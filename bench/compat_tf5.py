@@ -70,15 +70,9 @@ def tiny_deberta_backbone(folder: Path) -> Path:
 
 
 def export(backbone: str, dest: Path, fp16: bool = False) -> Path:
-    import torch
-    from transformers import AutoModelForMultipleChoice, AutoTokenizer
+    from mcq.model import export_untrained
 
-    from mcq.export import commit_export, export_meta, stage_export
-
-    torch.manual_seed(1)
-    model = AutoModelForMultipleChoice.from_pretrained(backbone)
-    tmp = stage_export(model, AutoTokenizer.from_pretrained(backbone), dest, fp16=fp16)
-    return commit_export(tmp, dest, export_meta(1, 64, "ABCDE", backbone, None))
+    return export_untrained(backbone, dest, seed=1, max_length=64, fp16=fp16)
 
 
 def make(args) -> None:

@@ -62,6 +62,22 @@ def load_multiple_choice(path: str) -> PreTrainedModel:
     return model
 
 
+def export_untrained(backbone: str, dest: Path, seed: int = 0, max_length: int = 256,
+                     letters: str = "ABCDE", fp16: bool = False) -> Path:
+    """Export a backbone with a fresh, seeded multiple-choice head and no training: a real model folder
+    to rehearse the Kaggle kernel, benchmark or test with before any run has finished."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from .export import commit_export, export_meta, stage_export
+
+    path = resolve_model_path(str(backbone))
+    torch.manual_seed(seed)
+    model = AutoModelForMultipleChoice.from_pretrained(path)
+    tmp = stage_export(model, AutoTokenizer.from_pretrained(path), dest, fp16=fp16)
+    return commit_export(tmp, dest, export_meta(seed, max_length, letters, str(backbone), None))
+
+
 def layer_groups(model: PreTrainedModel) -> list[tuple[str, list[str]]]:
     """Parameter names grouped bottom to top: embeddings, layer.0 .. layer.N-1, head.
 

@@ -5,23 +5,18 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 import infer as infer_cli
 from mcq.data import read_questions
-from mcq.export import META_FILE, ModelFolderError, commit_export, export_meta, stage_export
+from mcq.export import META_FILE, ModelFolderError
 from mcq.features import token_budget_batches
 from mcq.infer import run_inference
 from mcq.metrics import mean_logits
+from mcq.model import export_untrained
 
 
 def export_random(backbone, dest, seed, max_length=48, fp16=False):
-    torch.manual_seed(seed)
-    model = AutoModelForMultipleChoice.from_pretrained(backbone)
-    tokenizer = AutoTokenizer.from_pretrained(backbone)
-    tmp = stage_export(model, tokenizer, dest, fp16=fp16)
-    return commit_export(tmp, dest, export_meta(seed, max_length, "ABCDE", str(backbone), None))
+    return export_untrained(backbone, dest, seed, max_length, fp16=fp16)
 
 
 @pytest.fixture

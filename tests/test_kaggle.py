@@ -13,19 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from conftest import ROOT, write_questions
 from mcq import kaggle as ship
 from mcq import rehearse
-from mcq.export import ALLOWED_FILES, commit_export, export_meta, stage_export
+from mcq.export import ALLOWED_FILES
 from mcq.kaggle_cli import (
     KernelStatus, find_credentials, newest_submission, parse_kernel_status, parse_submissions, redact,
 )
 from mcq.kaggle_stage import (
     KaggleSetupError, dataset_metadata, inference_modules, kernel_metadata,
 )
+from mcq.model import export_untrained
 
 FAKE = ROOT / "tests" / "fake_kaggle" / "kaggle"
 KERNEL = ROOT / "kernels" / "llmse-infer" / "kernel.py"
@@ -34,10 +33,7 @@ TOKEN = "KGAT_0123456789abcdef0123456789abcdef"
 
 
 def export(backbone, dest, seed, max_length=48):
-    torch.manual_seed(seed)
-    model = AutoModelForMultipleChoice.from_pretrained(backbone)
-    tmp = stage_export(model, AutoTokenizer.from_pretrained(backbone), dest)
-    return commit_export(tmp, dest, export_meta(seed, max_length, "ABCDE", str(backbone), None))
+    return export_untrained(backbone, dest, seed, max_length)
 
 
 @pytest.fixture(scope="module")
