@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_write_text, library_versions
+from .io import atomic_write_text, library_versions, replace_dir
 
 META_FILE = "mcq_model.json"
 REQUIRED_FILES = ("config.json", "tokenizer.json", META_FILE)
@@ -59,13 +59,7 @@ def commit_export(tmp: Path, dest: Path, meta: dict) -> Path:
     write_meta(tmp, meta)
     for extra in sorted(p.name for p in tmp.iterdir() if p.name not in ALLOWED_FILES):
         (tmp / extra).unlink() if (tmp / extra).is_file() else shutil.rmtree(tmp / extra)
-    dest = Path(dest)
-    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
+    return replace_dir(tmp, dest)
 
 
 def export_meta(seed: int, max_length: int, letters, backbone: str, valid_map3: float | None, **extra) -> dict:

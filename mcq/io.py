@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from importlib import metadata
@@ -28,6 +29,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text atomically (UTF-8)."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def replace_dir(tmp: str | Path, dest: str | Path) -> Path:
+    """Move a finished folder into place, replacing what was there; the old one is removed last."""
+    tmp, dest = Path(tmp), Path(dest)
+    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def library_versions() -> dict[str, str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .io import atomic_write_text
+from .io import atomic_write_text, replace_dir
 
 COMPETITION = "kaggle-llm-science-exam"
 DATASET_METADATA = "dataset-metadata.json"
@@ -165,7 +165,7 @@ def stage_models(folders: Sequence[Path], dest: Path, meta: dict, secrets: Itera
         skipped += [f"{info.path}/{s}" for s in left_out]
     write_json(tmp / DATASET_METADATA, meta)
     check_no_secrets(tmp, secrets)
-    return StagedDataset(_commit(tmp, dest), meta["id"], names, skipped)
+    return StagedDataset(replace_dir(tmp, dest), meta["id"], names, skipped)
 
 
 def inference_modules(package: Path = PACKAGE_DIR, entry: str = CODE_ENTRY) -> list[str]:
@@ -200,7 +200,7 @@ def stage_code(dest: Path, meta: dict, package: Path = PACKAGE_DIR, secrets: Ite
                                      "files": hashes})
     write_json(tmp / DATASET_METADATA, meta)
     check_no_secrets(tmp, secrets)
-    return StagedDataset(_commit(tmp, dest), meta["id"], ["mcq/" + f for f in files] + [CODE_MANIFEST])
+    return StagedDataset(replace_dir(tmp, dest), meta["id"], ["mcq/" + f for f in files] + [CODE_MANIFEST])
 
 
 def check_no_secrets(folder: Path, secrets: Iterable[str]) -> None:
@@ -233,16 +233,6 @@ def _fresh(dest: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     return tmp
-
-
-def _commit(tmp: Path, dest: Path) -> Path:
-    """Replace the previous staged folder by the finished one."""
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        dest.rename(old)
-        shutil.rmtree(old)
-    tmp.rename(dest)
-    return dest
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -6,8 +6,10 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMultipleChoice, PreTrainedModel
+from transformers import AutoModelForMultipleChoice, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
+
+from .export import commit_export, export_meta, stage_export
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,9 @@ def export_untrained(backbone: str, dest: Path, seed: int = 0, max_length: int =
                      letters: str = "ABCDE", fp16: bool = False) -> Path:
     """Export a backbone with a fresh, seeded multiple-choice head and no training: a real model folder
     to rehearse the Kaggle kernel, benchmark or test with before any run has finished."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from .export import commit_export, export_meta, stage_export
-
     path = resolve_model_path(str(backbone))
     torch.manual_seed(seed)
-    model = AutoModelForMultipleChoice.from_pretrained(path)
+    model = load_multiple_choice(path)
     tmp = stage_export(model, AutoTokenizer.from_pretrained(path), dest, fp16=fp16)
     return commit_export(tmp, dest, export_meta(seed, max_length, letters, str(backbone), None))
 
