@@ -1,5 +1,8 @@
 """DeBERTa-v3-large on a CUDA GPU with random weights (no download): train-step time and peak memory
-at the recipe's batch, with and without gradient checkpointing, and fp16 inference throughput.
+at the recipe's batch, with and without gradient checkpointing; fp16 inference throughput for 4,000
+questions; peak memory of one inference batch of 512-token pairs at the kernel's token budget (does it
+fit a 16 GB T4?). Every row runs with eager attention and, when `disentangled-flash` is installed,
+with its fused kernels too (the `--attention disentangled-flash` switch of train.py and infer.py).
 
     python bench/gpu_check.py              # CUDA machine; a few minutes on an H100
     python bench/gpu_check.py --cpu-smoke  # tiny config on CPU: exercises the same code (tests use it)
@@ -20,6 +23,7 @@ import torch  # noqa: E402
 from transformers import DebertaV2Config, DebertaV2ForMultipleChoice  # noqa: E402
 
 from mcq.arch import deberta_v3_large_config  # noqa: E402
+from mcq.attention import use_attention  # noqa: E402
 from mcq.features import pad_to, token_budget_batches  # noqa: E402
 from mcq.lr import scaled_lr  # noqa: E402
 from mcq.model import set_phase  # noqa: E402
@@ -45,10 +49,11 @@ def pair_lengths(n_pairs: int, mean: float, max_length: int, seed: int = 0) -> l
     return [min(max_length, max(8, round(rng.gammavariate(6.0, mean / 6.0)))) for _ in range(n_pairs)]
 
 
-def train_step_time(config, device, args, checkpointing: bool) -> dict:
+def train_step_time(config, device, args, checkpointing: bool, attention: str) -> dict:
     """Median seconds of a recipe train step (bf16 autocast, AdamW over the recipe's groups) and peak memory."""
     torch.manual_seed(0)
     model = DebertaV2ForMultipleChoice(config).to(device).train()
+    use_attention(model, attention, device)
     set_phase(model, "full", freeze_word_embeddings=True)
     if checkpointing:
         model.activation_checkpointing_enable()
@@ -56,8 +61,7 @@ def train_step_time(config, device, args, checkpointing: bool) -> dict:
     optimizer = build_optimizer(param_groups(model, lr, "cosine", 0.1, 2.6, 0.01), 1e-6)
     ids = torch.randint(4, config.vocab_size, (args.batch, args.options, args.max_length), device=device)
     labels = torch.randint(0, args.options, (args.batch,), device=device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak(device)
     times = []
     try:
         for step in range(args.warmup + args.steps):
@@ -76,27 +80,69 @@ def train_step_time(config, device, args, checkpointing: bool) -> dict:
         return {"step_s": None, "peak_gib": peak_gib(device), "note": "out of memory"}
     finally:
         del model, optimizer
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        free(device)
     return {"step_s": sorted(times)[len(times) // 2], "peak_gib": peak_gib(device), "note": ""}
 
 
-@torch.inference_mode()
-def inference_time(config, device, args) -> dict:
-    """Seconds to score args.questions x options pairs the way mcq.predict does (pairs by length, fp16)."""
+def inference_model(config, device, attention: str):
+    """A random-weight model as mcq.predict runs it: fp16 on CUDA, eval mode, the chosen attention."""
     torch.manual_seed(0)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     model = DebertaV2ForMultipleChoice(config).to(device, dtype).eval()
+    use_attention(model, attention, device)
+    return model
+
+
+@torch.inference_mode()
+def inference_time(config, device, args, attention: str) -> dict:
+    """Median seconds over args.repeats to score args.questions x options pairs the way mcq.predict does
+    (pairs sorted by length, token-budget batches, fp16)."""
+    model = inference_model(config, device, attention)
     lengths = pair_lengths(args.questions * args.options, args.mean_length, args.max_length)
     batches = token_budget_batches(lengths, 1, args.batch_tokens)
-    run = lambda bs: [model(**pad_batch([lengths[i] for i in b], config, device)).logits for b in bs]  # noqa: E731
-    run(batches[:1])  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    run(batches)
-    sync(device)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "real_tokens": sum(lengths), "batches": len(batches)}
+    inputs = [pad_batch([lengths[i] for i in b], config, device) for b in batches]
+    model(**inputs[0])  # warm-up (and kernel compilation)
+    times = []
+    for _ in range(args.repeats):
+        sync(device)
+        start = time.perf_counter()
+        for batch in inputs:
+            model(**batch).logits.float().cpu()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    del model, inputs
+    free(device)
+    return {"seconds": sorted(times)[len(times) // 2], "real_tokens": sum(lengths), "batches": len(batches)}
+
+
+@torch.inference_mode()
+def long_batch_memory(config, device, args, attention: str) -> dict:
+    """Peak memory of one inference batch of full-length pairs (args.long_length tokens each) at the token
+    budget: the worst batch the Kaggle kernel meets with retrieved context."""
+    model = inference_model(config, device, attention)
+    weights = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    pairs = max(1, args.batch_tokens // args.long_length)
+    reset_peak(device)
+    try:
+        model(**pad_batch([args.long_length] * pairs, config, device)).logits.float().cpu()
+        note = ""
+    except torch.OutOfMemoryError:
+        note = "out of memory"
+    finally:
+        del model
+    peak = peak_gib(device)
+    free(device)
+    return {"pairs": pairs, "peak_gib": peak, "weights_gib": weights, "note": note}
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def pad_batch(lengths: list[int], config, device) -> dict:
@@ -107,19 +153,51 @@ def pad_batch(lengths: list[int], config, device) -> dict:
     return {"input_ids": (ids * mask)[:, None], "attention_mask": mask[:, None]}
 
 
-def print_table(device_name: str, train: dict, infer: dict, args) -> None:
-    print(f"\n{device_name}; torch {torch.__version__}; batch {args.batch} questions x {args.options} options "
-          f"x max_length {args.max_length}")
+def print_table(device_name: str, rows: list[tuple[str, str]], args) -> None:
+    print(f"\n{device_name}; torch {torch.__version__}; train batch {args.batch} questions x {args.options} options "
+          f"x max_length {args.max_length} (bf16 autocast on CUDA); inference fp16 on CUDA, token budget {args.batch_tokens}")
     print("| measurement | value |")
     print("|---|---|")
-    for name, r in train.items():
-        step = f"{r['step_s']:.3f} s/step" if r["step_s"] else r["note"]
-        peak = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
-        print(f"| train step, {name} | {step}{peak} |")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+def train_row(r: dict) -> str:
+    step = f"{r['step_s']:.3f} s/step" if r["step_s"] else r["note"]
+    return step + (f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else "")
+
+
+def infer_rows(attention: str, infer: dict, long: dict, args) -> list[tuple[str, str]]:
     qps = args.questions / infer["seconds"]
-    print(f"| inference, {args.questions} questions (fp16, {infer['batches']} batches) | {infer['seconds']:.1f} s, "
-          f"{qps:.1f} questions/s, {infer['real_tokens'] / infer['seconds']:.0f} real tokens/s |")
-    print(f"| projected: 3 models x {args.questions} questions | {3 * infer['seconds'] / 60:.1f} min |")
+    rows = [
+        (f"inference, {args.questions} questions, {attention} ({infer['batches']} batches, median of {args.repeats})",
+         f"{infer['seconds']:.1f} s, {qps:.1f} questions/s, {infer['real_tokens'] / infer['seconds']:.0f} real tokens/s"),
+        (f"projected: 3 models x {args.questions} questions, {attention}", f"{3 * infer['seconds'] / 60:.1f} min"),
+    ]
+    if long["peak_gib"] is not None:
+        value = long["note"] or f"peak {long['peak_gib']:.2f} GiB (weights {long['weights_gib']:.2f} GiB)"
+        rows.append((f"one batch of {long['pairs']} x {args.long_length}-token pairs, {attention}", value))
+    return rows
+
+
+def measure(config, device, args, attention: str) -> list[tuple[str, str]]:
+    """Every row for one attention implementation."""
+    rows = []
+    for label, checkpointing in (("no checkpointing", False), ("gradient checkpointing", True)):
+        result = train_step_time(config, device, args, checkpointing, attention)
+        rows.append((f"train step, {label}, {attention}", train_row(result)))
+    infer = inference_time(config, device, args, attention)
+    return rows + infer_rows(attention, infer, long_batch_memory(config, device, args, attention), args)
+
+
+def attentions() -> list[str]:
+    """eager, plus disentangled-flash when it is installed (on CPU it runs its PyTorch backend)."""
+    try:
+        import disentangled_flash  # noqa: F401
+    except ImportError:
+        print("disentangled-flash is not installed: eager attention only (pip install disentangled-flash)")
+        return ["eager"]
+    return ["eager", "disentangled-flash"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -133,10 +211,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--questions", type=int, default=4000, help="inference questions")
     p.add_argument("--mean-length", type=float, default=48, help="mean real tokens per pair (inference)")
     p.add_argument("--batch-tokens", type=int, default=16384, help="inference token budget (infer.py default)")
+    p.add_argument("--long-length", type=int, default=512, help="pair length of the worst-case memory batch")
+    p.add_argument("--repeats", type=int, default=3, help="inference passes (median reported)")
     args = p.parse_args(argv)
     if args.cpu_smoke:
         args.batch, args.max_length, args.warmup, args.steps, args.questions = 2, 32, 1, 1, 20
-        args.mean_length = 12
+        args.mean_length, args.long_length, args.batch_tokens, args.repeats = 12, 64, 256, 1
     return args
 
 
@@ -150,9 +230,14 @@ def main(argv=None) -> int:
     else:
         print("no CUDA device: gpu_check measures a GPU; nothing to do here (use --cpu-smoke to exercise the code)")
         return 0
-    train = {label: train_step_time(config, device, args, ckpt)
-             for label, ckpt in (("no checkpointing", False), ("gradient checkpointing", True))}
-    print_table(name, train, inference_time(config, device, args), args)
+    rows = []
+    for attention in attentions():
+        try:
+            rows += measure(config, device, args, attention)
+        except Exception as err:  # one failing variant must not cost the rest of a scarce GPU session
+            rows.append((f"{attention}: failed", f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"))
+            free(device)
+    print_table(name, rows, args)
     return 0
 
 

@@ -6,12 +6,13 @@ import os
 import sys
 from collections.abc import Callable
 
+from .attention import AttentionError
 from .config import ConfigError
 from .data import DataError
 from .export import ModelFolderError
 from .submission import SubmissionError
 
-USER_ERRORS = (ConfigError, DataError, ModelFolderError, SubmissionError, FileNotFoundError)
+USER_ERRORS = (AttentionError, ConfigError, DataError, ModelFolderError, SubmissionError, FileNotFoundError)
 
 
 def setup_logging() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from .attention import ATTENTION
 from .lr import SHAPES
 
 
@@ -66,6 +67,7 @@ class TrainConfig:
     eval_batch: int = help_field(16, "questions per device per evaluation step")
     precision: str = help_field("bf16", "bf16, fp16 or fp32 (fp32 on CPU whatever is set)")
     gradient_checkpointing: bool = help_field(False, "trade compute for memory in phase 2")
+    attention: str = help_field("eager", "DeBERTa attention: eager (transformers') or disentangled-flash (fused Triton kernels on CUDA: pip install disentangled-flash)")
     auto_find_batch_size: bool = help_field(False, "on out-of-memory, halve the per-device batch and retry (Trainer's); the LR stays the one derived for the configured batch, and a warning says so")
     group_by_length: bool = help_field(True, "batch questions of similar length together (less padding)")
     logging_steps: int = help_field(10, "log loss and every group's LR every N steps")
@@ -81,6 +83,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.layer_lr_shape not in SHAPES:
             raise ConfigError(f"layer_lr_shape: '{self.layer_lr_shape}' is not one of {SHAPES}")
+        if self.attention not in ATTENTION:
+            raise ConfigError(f"attention: '{self.attention}' is not one of {', '.join(ATTENTION)}")
         if self.precision not in {"bf16", "fp16", "fp32"}:
             raise ConfigError(f"precision: '{self.precision}' is not one of bf16, fp16, fp32")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .attention import check_attention, check_supported
 from .data import read_questions
 from .export import find_model_folders
 from .data import Questions
@@ -39,19 +40,23 @@ def run_inference(
     weights: list[float] | None = None,
     batch_tokens: int = 16384,
     allow_mixed: bool = False,
+    attention: str = "eager",
 ) -> InferResult:
     """Predict with every model, mean-ensemble the logits, save logits and the validated submission."""
+    check_attention(attention)  # before the slow part: a typo should not cost a model load
     timings: dict[str, float] = {}
     start = time.perf_counter()
     folders = find_model_folders(models)
     infos = inspect_models(folders, allow_mixed=allow_mixed)
+    for info in infos:
+        check_supported(attention, info.model_type, str(info.path))
     if weights is not None and len(weights) != len(infos):
         raise ValueError(f"{len(weights)} weights for {len(infos)} models ({[str(m.path) for m in infos]})")
     questions = read_questions(test)
     timings["load_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    per_model = ensemble_logits(infos, questions, batch_tokens=batch_tokens, timings=timings)
+    per_model = ensemble_logits(infos, questions, batch_tokens=batch_tokens, timings=timings, attention=attention)
     timings["predict_s"] = time.perf_counter() - start - timings.get("tokenise_s", 0.0)
     ensemble = mean_logits(per_model, weights).astype(np.float32)
 

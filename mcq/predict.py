@@ -3,6 +3,7 @@ fp16 autocast on CUDA, one model (or one shard of the questions) per GPU."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
+from .attention import use_attention
 from .data import Questions
 from .export import ModelFolderError, check_model_folder
 from .features import MultipleChoiceCollator, encode, pair_examples, token_budget_batches
@@ -31,6 +33,11 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def model_type(self) -> str:
+        """config.json's model_type (e.g. 'deberta-v2', 'bert')."""
+        return json.loads((self.path / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
 
 
 def inspect_models(paths: list[Path], allow_mixed: bool = False) -> list[LoadedModel]:
@@ -56,11 +63,12 @@ def inspect_models(paths: list[Path], allow_mixed: bool = False) -> list[LoadedM
     return models
 
 
-def load_model(path: Path, device: torch.device) -> torch.nn.Module:
+def load_model(path: Path, device: torch.device, attention: str = "eager") -> torch.nn.Module:
     """The exported model in eval mode: fp16 on CUDA (T4 has no fast bf16), fp32 on CPU."""
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    model = AutoModelForMultipleChoice.from_pretrained(path, dtype=dtype)
-    return model.to(device).eval()
+    model = AutoModelForMultipleChoice.from_pretrained(path, dtype=dtype).to(device).eval()
+    use_attention(model, attention, device)
+    return model
 
 
 def pair_batches(features, collator, batch_tokens: int):
@@ -98,6 +106,7 @@ def ensemble_logits(
     batch_tokens: int = 16384,
     devices: list[torch.device] | None = None,
     timings: dict | None = None,
+    attention: str = "eager",
 ) -> list[np.ndarray]:
     """Each model's logits on `questions`; with several GPUs, models (or question shards) run in parallel."""
     devices = devices or available_devices()
@@ -112,7 +121,7 @@ def ensemble_logits(
         results = {}
         for model_info, shard in per_device[d]:
             start = time.perf_counter()
-            model = load_model(model_info.path, devices[d])
+            model = load_model(model_info.path, devices[d], attention)
             tokenizer, feats = features[model_info.key]
             idx = list(range(shard, len(feats), shards))
             collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8)

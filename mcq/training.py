@@ -21,6 +21,7 @@ from torch.utils.data import SequentialSampler
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from .attention import use_attention
 from .config import ConfigError, TrainConfig
 from .data import DataError, Questions, concat_questions, read_questions
 from .export import META_FILE, commit_export, export_meta, stage_export, write_meta
@@ -41,13 +42,24 @@ log = logging.getLogger(__name__)
 
 
 class RecipeTrainer(Trainer):
-    """Trainer that also logs the LR of every optimizer group, so trackers show the per-layer schedule."""
+    """Trainer that also logs the LR of every optimizer group (`lr/<group>`), so trackers show the
+    per-layer schedule; its own `learning_rate` field is the top (head) LR."""
+
+    _step_lrs: dict[str, float] = {}
+
+    def _get_learning_rate(self) -> float:
+        # Trainer calls this after each optimizer step, before the scheduler's: the LRs that step used.
+        # It reports the first group's, here the embeddings' (the lowest); report the top one.
+        if self.optimizer is None or self.is_deepspeed_enabled:
+            return super()._get_learning_rate()
+        self._step_lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        return max(self._step_lrs.values())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.optimizer is not None and "loss" in logs:
-            for group in self.optimizer.param_groups:
-                if not group["name"].endswith(".no_decay"):  # same LR as its decay twin
-                    logs[f"lr/{group['name']}"] = group["lr"]
+        if "loss" in logs:
+            for name, lr in self._step_lrs.items():
+                if not name.endswith(".no_decay"):  # same LR as its decay twin
+                    logs[f"lr/{name}"] = lr
         super().log(logs, start_time)
 
     def _get_eval_sampler(self, eval_dataset):
@@ -205,6 +217,7 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
     seed_dir = run_dir / f"seed{seed}"
     set_seed(seed)
     model = load_multiple_choice(data.model_path)
+    use_attention(model, cfg.attention, _train_device())
 
     head_file = seed_dir / "head.safetensors"
     if cfg.head_steps > 0:
@@ -258,15 +271,15 @@ def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
     meta = export_meta(seed, cfg.max_length, data.train.letters, cfg.model, None, export_fp16=cfg.export_fp16)
     if data.valid is not None:
         write_meta(tmp, meta)  # the staged folder is now complete enough to load and score
-        meta["valid_map3"] = score_model(tmp, data.valid, Path(cfg.output_dir) / f"seed{seed}")
+        meta["valid_map3"] = score_model(tmp, data.valid, Path(cfg.output_dir) / f"seed{seed}", cfg.attention)
     commit_export(tmp, dest, meta)
     log.info("seed %d exported to %s (valid MAP@3 %s)", seed, dest, meta["valid_map3"])
     return {"export": str(dest), "valid_map3": meta["valid_map3"]}
 
 
-def score_model(folder: Path, valid: Questions, seed_dir: Path) -> float:
+def score_model(folder: Path, valid: Questions, seed_dir: Path, attention: str = "eager") -> float:
     """Validation logits of an exported folder through the inference code; saved for the ensemble."""
-    [logits] = ensemble_logits(inspect_models([folder]), valid)
+    [logits] = ensemble_logits(inspect_models([folder]), valid, attention=attention)
     write_array(seed_dir / "valid_logits.npy", logits)
     return score_map3(logits, valid)
 
@@ -335,6 +348,11 @@ def _drop_checkpoints(phase_dir: Path) -> None:
 
 def _atomic_save_file(tensors: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def _train_device() -> torch.device:
+    """The device type Trainer will train on (CUDA when there is one)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _is_main() -> bool:

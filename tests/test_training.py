@@ -67,6 +67,10 @@ def test_three_seeds_export_report_and_reload_to_the_same_logits(three_seed_run,
     assert groups[0]["name"] == "embeddings" and groups[-1]["name"].startswith("head")
     assert groups[0]["lr"] < groups[-1]["lr"]
     assert any("lr/layer.0" in e for e in report["seeds"][0]["lr_log"])
+    # Trainer's own `learning_rate` field is the top LR, not the first (embeddings) group's
+    logged = [e for e in report["seeds"][0]["lr_log"] if e["lr/head"] > 0]
+    assert logged and all(e["learning_rate"] == pytest.approx(e["lr/head"]) for e in logged)
+    assert all(e["lr/head"] > e["lr/embeddings"] for e in logged)
 
 
 def test_seeds_differ_and_a_seed_reproduces(tiny_deberta, question_files, tmp_path, three_seed_run):
