@@ -15,7 +15,9 @@ from mcq.features import encode
 def test_gpu_check_cpu_smoke_prints_its_table(capsys):
     assert gpu_check.main(["--cpu-smoke"]) == 0
     out = capsys.readouterr().out
-    assert "train step, gradient checkpointing" in out and "inference, 20 questions" in out
+    assert "train step, gradient checkpointing, eager" in out and "inference, 20 questions, eager" in out
+    assert "train step, gradient checkpointing, disentangled-flash" in out  # installed with requirements.txt
+    assert "failed" not in out  # a failing variant is printed as a row, not raised
 
 
 def test_infer_paths_agree_and_ours_pads_less(tiny_deberta, question_files, tmp_path):

@@ -1,5 +1,6 @@
-"""Tests of mcq.generate: pure parsing/checking/balancing/dedup, and whole runs against a scripted
-OpenAI-compatible server on 127.0.0.1 (no network): rejections counted, retries, resume, no key leaks."""
+"""Tests of mcq.generate and its parts (gen_client, gen_checks, gen_inputs, gen_output): pure
+parsing/checking/balancing/dedup, and whole runs against a scripted OpenAI-compatible server on
+127.0.0.1 (no network): rejections counted, retries, resume, no key leaks."""
 from __future__ import annotations
 
 import json
@@ -12,9 +13,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mcq import generate as g
 from mcq.config import ConfigError
 from mcq.data import DataError, read_questions
+from mcq.gen_checks import (
+    Candidate, Deduper, ReplyError, check_lengths, check_question, next_key_position, parse_letter, parse_reply,
+    place_answer,
+)
+from mcq.gen_client import MAX_RETRY_AFTER_S, backoff_delay, redact, redact_url, resolve_endpoints, retry_after_seconds
+from mcq.gen_errors import GenerateError
+from mcq.gen_inputs import (
+    GENERATE_FIELDS, PROMPTS, VERIFY_FIELDS, Passage, format_examples, load_passages, load_template,
+)
+from mcq.gen_output import AppendFile, plan_slots, read_progress, sidecar
+from mcq.generate import GenerateConfig, build_parser, main, run_generation
 
 try:
     from fixtures_llm_server import start_server
@@ -71,14 +82,14 @@ def passages_dir(tmp_path) -> Path:
     return folder
 
 
-def config(llm, out, **kw) -> g.GenerateConfig:
+def config(llm, out, **kw) -> GenerateConfig:
     base = dict(out=str(out), base_url=llm.base_url, model="test-model", concurrency=4, timeout=1.0,
                 backoff=0.01, backoff_max=0.05, max_retries=3, progress=False)
-    return g.GenerateConfig(**{**base, **kw})
+    return GenerateConfig(**{**base, **kw})
 
 
 def run(llm, out, **kw) -> dict:
-    return g.run_generation(config(llm, out, **kw), api_key=KEY, env={})
+    return run_generation(config(llm, out, **kw), api_key=KEY, env={})
 
 
 def rows_of(path: Path):
@@ -115,7 +126,7 @@ def test_run_counts_every_rejection_and_keeps_valid_balanced_rows(llm, tmp_path,
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", "prompt", "A", "B", "C", "D", "E", "answer", "source"]
     assert set(frame["source"]) <= {p.name for p in passages_dir.iterdir()}
-    assert json.loads(g.sidecar(out, ".summary.json").read_text()) == summary
+    assert json.loads(sidecar(out, ".summary.json").read_text()) == summary
     # few-shot examples were in the prompts, and every call carried the key
     assert any("Which planet has the shortest year?" in c.content for c in llm.calls if c.kind == "generate")
     assert {c.auth for c in llm.calls} == {f"Bearer {KEY}"}
@@ -165,7 +176,7 @@ def test_resume_after_limit_does_not_repeat_slots(llm, tmp_path, passages_dir, e
 
 def test_resume_after_crash_between_row_and_progress(llm, tmp_path, passages_dir, examples_csv, monkeypatch):
     out = tmp_path / "crash.csv"
-    real_write = g._AppendFile.write
+    real_write = AppendFile.write
     accepted_records = []
 
     def crashing_write(self, text):
@@ -175,13 +186,13 @@ def test_resume_after_crash_between_row_and_progress(llm, tmp_path, passages_dir
                 raise RuntimeError("simulated crash")  # the 4th row is written, its record is not
         return real_write(self, text)
 
-    monkeypatch.setattr(g._AppendFile, "write", crashing_write)
+    monkeypatch.setattr(AppendFile, "write", crashing_write)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(llm, out, passages=str(passages_dir), examples=str(examples_csv), concurrency=2)
-    monkeypatch.setattr(g._AppendFile, "write", real_write)
+    monkeypatch.setattr(AppendFile, "write", real_write)
     with open(out, "a", encoding="utf-8") as f:
         f.write('gen-torn,"Half a ro')  # and a torn row from a kill mid-write
-    assert json.loads(g.sidecar(out, ".summary.json").read_text())["stopped"].startswith("RuntimeError")
+    assert json.loads(sidecar(out, ".summary.json").read_text())["stopped"].startswith("RuntimeError")
 
     summary = run(llm, out, passages=str(passages_dir), examples=str(examples_csv))
     questions = rows_of(out)
@@ -195,7 +206,7 @@ def test_without_passages_jsonl_and_main_with_env(llm, tmp_path, examples_csv, m
     monkeypatch.setenv("MCQ_LLM_MODEL", "test-model")
     monkeypatch.setenv("OPENAI_API_KEY", KEY)  # the fallback key variable
     out = tmp_path / "free.jsonl"
-    code = g.main(["--out", str(out), "--n-questions", "6", "--examples", str(examples_csv), "--shots", "2",
+    code = main(["--out", str(out), "--n-questions", "6", "--examples", str(examples_csv), "--shots", "2",
                    "--no-progress", "--backoff", "0.01"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -224,12 +235,12 @@ def test_custom_templates_are_used(llm, tmp_path, passages_dir):
 
 def test_wrong_key_stops_with_clear_redacted_error(llm, tmp_path, passages_dir, capsys, caplog):
     llm.required_key = "sk-the-right-one"
-    with pytest.raises(g.GenerateError) as err:
+    with pytest.raises(GenerateError) as err:
         run(llm, tmp_path / "k.csv", passages=str(passages_dir))
     message = str(err.value)
     assert "401" in message and "API key" in message and llm.base_url in message
     assert "SECRET123" not in message and "***" in message  # the server echoed the header back
-    code = g.main(["--out", str(tmp_path / "k2.csv"), "--passages", str(passages_dir), "--base-url", llm.base_url,
+    code = main(["--out", str(tmp_path / "k2.csv"), "--passages", str(passages_dir), "--base-url", llm.base_url,
                    "--model", "m", "--api-key", KEY, "--no-progress"])
     assert code == 2
     assert "401" in capsys.readouterr().err
@@ -238,10 +249,10 @@ def test_wrong_key_stops_with_clear_redacted_error(llm, tmp_path, passages_dir, 
 
 def test_wrong_base_url_and_redirects_stop_the_run(llm, tmp_path, passages_dir):
     root = llm.base_url.removesuffix("/v1")
-    with pytest.raises(g.GenerateError, match=r"HTTP 404.*--base-url"):
+    with pytest.raises(GenerateError, match=r"HTTP 404.*--base-url"):
         run(llm, tmp_path / "a.csv", passages=str(passages_dir), base_url=root)
     llm.reset()
-    with pytest.raises(g.GenerateError, match="redirect"):
+    with pytest.raises(GenerateError, match="redirect"):
         run(llm, tmp_path / "b.csv", passages=str(passages_dir), base_url=root + "/redirect/v1", concurrency=1)
     assert {c.kind for c in llm.calls} == {"redirect"}  # the key was not carried to the new address
 
@@ -251,13 +262,13 @@ def test_unreachable_server_names_url_not_key(tmp_path, passages_dir, caplog, ca
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}/v1"
-    cfg = g.GenerateConfig(out=str(tmp_path / "x.csv"), passages=str(passages_dir), base_url=base, model="m",
+    cfg = GenerateConfig(out=str(tmp_path / "x.csv"), passages=str(passages_dir), base_url=base, model="m",
                            max_retries=1, backoff=0.01, max_failures_in_row=2, concurrency=1, progress=False)
-    with pytest.raises(g.GenerateError) as err:
-        g.run_generation(cfg, api_key=KEY, env={})
+    with pytest.raises(GenerateError) as err:
+        run_generation(cfg, api_key=KEY, env={})
     assert f"127.0.0.1:{port}" in str(err.value) and "cannot connect" in str(err.value)
     assert "SECRET123" not in str(err.value)
-    assert g.read_progress(g.sidecar(tmp_path / "x.csv", ".progress.jsonl")) == []  # failed slots stay open
+    assert read_progress(sidecar(tmp_path / "x.csv", ".progress.jsonl")) == []  # failed slots stay open
     assert_no_key(capsys, caplog, tmp_path)
 
 
@@ -267,134 +278,134 @@ def test_unreachable_server_names_url_not_key(tmp_path, passages_dir, caplog, ca
 
 def test_parse_reply_forms():
     q = {"prompt": "What is 2+2?", "A": "3", "B": "4", "C": "5", "D": "6", "E": "7", "answer": "B"}
-    plain = g.parse_reply(json.dumps(q))
-    assert plain == g.Candidate("What is 2+2?", ("3", "4", "5", "6", "7"), 1)
-    assert g.parse_reply("Sure:\n```json\n" + json.dumps(q) + "\n```\nDone.") == plain
-    assert g.parse_reply("<think>hmm {not json}</think>\n" + json.dumps(q)) == plain
-    assert g.parse_reply("The question: " + json.dumps(q) + " hope it helps") == plain
+    plain = parse_reply(json.dumps(q))
+    assert plain == Candidate("What is 2+2?", ("3", "4", "5", "6", "7"), 1)
+    assert parse_reply("Sure:\n```json\n" + json.dumps(q) + "\n```\nDone.") == plain
+    assert parse_reply("<think>hmm {not json}</think>\n" + json.dumps(q)) == plain
+    assert parse_reply("The question: " + json.dumps(q) + " hope it helps") == plain
     listed = {"question": "What is 2+2?", "options": ["A) 3", "B) 4", "C) 5", "D) 6", "E) 7"], "answer": "(b)"}
-    assert g.parse_reply(json.dumps(listed)) == plain
-    assert g.parse_reply(json.dumps({**q, "answer": "4"})).answer == 1  # the option text
-    assert g.parse_reply(json.dumps({**q, "answer": "B. 4"})).answer == 1
-    assert g.parse_reply(json.dumps({**q, "answer": "F"})).answer is None
+    assert parse_reply(json.dumps(listed)) == plain
+    assert parse_reply(json.dumps({**q, "answer": "4"})).answer == 1  # the option text
+    assert parse_reply(json.dumps({**q, "answer": "B. 4"})).answer == 1
+    assert parse_reply(json.dumps({**q, "answer": "F"})).answer is None
     for bad in ("no json here", '{"prompt": "x"', json.dumps({"A": "1"}), json.dumps({**q, "prompt": 3})):
-        with pytest.raises(g.ReplyError):
-            g.parse_reply(bad)
+        with pytest.raises(ReplyError):
+            parse_reply(bad)
 
 
 def test_check_question_and_lengths():
-    good = g.Candidate("What is 2+2?", ("3", "4", "5", "6", "7"), 1)
-    assert g.check_question(good) is None
-    assert "option C is empty" in g.check_question(g.Candidate("Q?", ("3", "4", "", "6", "7"), 1))
-    assert "B and D" in g.check_question(g.Candidate("Q?", ("3", "Four", "5", "four.", "7"), 1))
-    assert "answer" in g.check_question(g.Candidate("Q?", ("3", "4", "5", "6", "7"), None))
-    assert "4 options" in g.check_question(g.Candidate("Q?", ("3", "4", "5", "6"), 1))
-    assert g.check_lengths(good, 5, 100, 1, 10) is None
-    assert "prompt" in g.check_lengths(good, 20, 100, 1, 10)
-    assert "option A" in g.check_lengths(good, 5, 100, 2, 10)
+    good = Candidate("What is 2+2?", ("3", "4", "5", "6", "7"), 1)
+    assert check_question(good) is None
+    assert "option C is empty" in check_question(Candidate("Q?", ("3", "4", "", "6", "7"), 1))
+    assert "B and D" in check_question(Candidate("Q?", ("3", "Four", "5", "four.", "7"), 1))
+    assert "answer" in check_question(Candidate("Q?", ("3", "4", "5", "6", "7"), None))
+    assert "4 options" in check_question(Candidate("Q?", ("3", "4", "5", "6"), 1))
+    assert check_lengths(good, 5, 100, 1, 10) is None
+    assert "prompt" in check_lengths(good, 20, 100, 1, 10)
+    assert "option A" in check_lengths(good, 5, 100, 2, 10)
 
 
 def test_parse_letter():
     for text, want in [("C", 2), ("c", 2), ("(D)", 3), ("E.", 4), ("B) Four", 1), ("Answer: A", 0),
                        ("The answer is **D**.", 3), ("<think>A or B?</think>B", 1), ("I think it is E", 4)]:
-        assert g.parse_letter(text) == want, text
+        assert parse_letter(text) == want, text
     for text in ("I cannot tell.", "A or B", ""):
-        assert g.parse_letter(text) is None, text
+        assert parse_letter(text) is None, text
 
 
 def test_balance_keeps_letters_within_one_and_the_key_correct():
     rng = random.Random(0)
     counts = [0] * 5
     for i in range(103):
-        c = g.Candidate(f"q{i}", ("right", "w1", "w2", "w3", "w4"), 0)
-        placed = g.place_answer(c, g.next_key_position(counts, rng), rng)
+        c = Candidate(f"q{i}", ("right", "w1", "w2", "w3", "w4"), 0)
+        placed = place_answer(c, next_key_position(counts, rng), rng)
         assert placed.options[placed.answer] == "right" and sorted(placed.options) == sorted(c.options)
         counts[placed.answer] += 1
         assert max(counts) - min(counts) <= 1
     assert sum(counts) == 103
-    assert g.next_key_position([3, 2, 3, 2, 3], random.Random(1)) in {1, 3}
+    assert next_key_position([3, 2, 3, 2, 3], random.Random(1)) in {1, 3}
 
 
 def test_dedup_threshold():
     reference = "Which organelle produces most of the ATP in a eukaryotic cell?"
-    d = g.Deduper([reference], threshold=0.9)
+    d = Deduper([reference], threshold=0.9)
     assert d.similarity("which organelle produces most of the ATP in a eukaryotic cell") == 1.0
     near = "Which organelle produces most of the ATP in the eukaryotic cell?"  # 'a' -> 'the'
     assert 0.9 <= d.similarity(near) < 1.0 and d.is_duplicate(near)
-    assert not g.Deduper([reference], threshold=0.99).is_duplicate(near)
+    assert not Deduper([reference], threshold=0.99).is_duplicate(near)
     assert d.similarity("What is the half-life of carbon-14?") < 0.3
     assert d.add("What is the half-life of carbon-14?") and not d.add("what is the half life of carbon 14")
     assert len(d) == 2
-    empty = g.Deduper([], 0.9)
+    empty = Deduper([], 0.9)
     assert empty.similarity("anything at all") == 0.0 and empty.add("anything at all") and empty.is_duplicate("Anything at all!")
 
 
 def test_backoff_and_retry_after():
     rng = random.Random(0)
-    assert g.backoff_delay(0, 1.0, 60, rng, retry_after=0.0) == 0.0
-    assert g.backoff_delay(0, 1.0, 60, rng, retry_after=7200) == g.MAX_RETRY_AFTER_S
+    assert backoff_delay(0, 1.0, 60, rng, retry_after=0.0) == 0.0
+    assert backoff_delay(0, 1.0, 60, rng, retry_after=7200) == MAX_RETRY_AFTER_S
     for attempt, lo, hi in [(0, 0.5, 1.0), (3, 4.0, 8.0), (10, 30.0, 60.0)]:
-        assert lo <= g.backoff_delay(attempt, 1.0, 60.0, rng) <= hi
-    assert g.retry_after_seconds("3") == 3.0 and g.retry_after_seconds(None) is None
-    assert g.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
-    assert g.retry_after_seconds("soon") is None
+        assert lo <= backoff_delay(attempt, 1.0, 60.0, rng) <= hi
+    assert retry_after_seconds("3") == 3.0 and retry_after_seconds(None) is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+    assert retry_after_seconds("soon") is None
 
 
 def test_redaction_and_endpoints():
-    assert g.redact(f"header Bearer {KEY} echoed", [KEY, None]) == "header Bearer *** echoed"
-    assert g.redact_url("https://user:pw@api.example/v1?key=abc&x=1") == "https://***@api.example/v1?key=***&x=1"
-    cfg = g.GenerateConfig(out="o.csv", verify_base_url="http://other.example/v1")
+    assert redact(f"header Bearer {KEY} echoed", [KEY, None]) == "header Bearer *** echoed"
+    assert redact_url("https://user:pw@api.example/v1?key=abc&x=1") == "https://***@api.example/v1?key=***&x=1"
+    cfg = GenerateConfig(out="o.csv", verify_base_url="http://other.example/v1")
     env = {"MCQ_LLM_BASE_URL": "http://127.0.0.1:8000/v1/", "MCQ_LLM_MODEL": "m", "OPENAI_API_KEY": KEY}
-    gen, ver = g.resolve_endpoints(cfg, env)
+    gen, ver = resolve_endpoints(cfg, env)
     assert gen.url == "http://127.0.0.1:8000/v1/chat/completions" and gen.api_key == KEY
     assert ver.api_key is None and ver.model == "m"  # the key is not sent to another server
     assert "SECRET" not in repr(gen)
-    assert g.resolve_endpoints(g.GenerateConfig(out="o.csv"), {**env, "MCQ_LLM_API_KEY": "k2"})[0].api_key == "k2"
+    assert resolve_endpoints(GenerateConfig(out="o.csv"), {**env, "MCQ_LLM_API_KEY": "k2"})[0].api_key == "k2"
     with pytest.raises(ConfigError, match="MCQ_LLM_BASE_URL"):
-        g.resolve_endpoints(g.GenerateConfig(out="o.csv"), {})
+        resolve_endpoints(GenerateConfig(out="o.csv"), {})
 
 
 def test_config_validation():
     with pytest.raises(ConfigError, match="out"):
-        g.GenerateConfig()
+        GenerateConfig()
     with pytest.raises(ConfigError, match=".csv or .jsonl"):
-        g.GenerateConfig(out="x.parquet")
+        GenerateConfig(out="x.parquet")
     with pytest.raises(ConfigError, match="dedup_threshold"):
-        g.GenerateConfig(out="x.csv", dedup_threshold=1.5)
-    args = g.build_parser().parse_args(["--out", "x.csv", "--no-dedup", "--existing", "a.csv", "b.csv"])
+        GenerateConfig(out="x.csv", dedup_threshold=1.5)
+    args = build_parser().parse_args(["--out", "x.csv", "--no-dedup", "--existing", "a.csv", "b.csv"])
     assert args.dedup is False and args.existing == ["a.csv", "b.csv"]
 
 
 def test_load_passages(tmp_path):
     txt = tmp_path / "wiki.txt"
     txt.write_text("First para\nstill first.\n\n  \nSecond para.\n\n\nFirst para\nstill first.\n", encoding="utf-8")
-    assert g.load_passages(txt) == [g.Passage("wiki.txt#1", "First para\nstill first."), g.Passage("wiki.txt#2", "Second para.")]
+    assert load_passages(txt) == [Passage("wiki.txt#1", "First para\nstill first."), Passage("wiki.txt#2", "Second para.")]
     folder = tmp_path / "dir"
     (folder / "sub").mkdir(parents=True)
     (folder / "b.txt").write_text("Bee passage.", encoding="utf-8")
     (folder / "sub" / "a.txt").write_text("Ay passage, long enough to cut.", encoding="utf-8")
     (folder / "empty.txt").write_text("  ", encoding="utf-8")
-    assert g.load_passages(folder, max_chars=10) == [g.Passage("b.txt", "Bee passag"), g.Passage("sub/a.txt", "Ay passage")]
+    assert load_passages(folder, max_chars=10) == [Passage("b.txt", "Bee passag"), Passage("sub/a.txt", "Ay passage")]
     table = tmp_path / "t.csv"
     table.write_text('title,context\nx,"One, with comma"\ny,Two\n', encoding="utf-8")
-    assert [p.name for p in g.load_passages(table)] == ["t.csv:row 1", "t.csv:row 2"]
+    assert [p.name for p in load_passages(table)] == ["t.csv:row 1", "t.csv:row 2"]
     table.write_text("title,body\nx,One\n", encoding="utf-8")
     with pytest.raises(DataError, match="'text' or 'context'"):
-        g.load_passages(table)
+        load_passages(table)
 
 
 def test_default_templates_render_and_slots_are_stable(examples_csv):
-    picks = g.format_examples(read_questions(examples_csv, require_answer=True), [1])
+    picks = format_examples(read_questions(examples_csv, require_answer=True), [1])
     assert '"answer": "C"' in picks and "shortest year" in picks
-    assert g.format_examples(None, []) == ""
-    for name, fields in [("generate.txt", g.GENERATE_FIELDS), ("generate_no_passage.txt", g.GENERATE_FIELDS),
-                         ("verify.txt", g.VERIFY_FIELDS)]:
-        text = g.load_template(g.PROMPTS / name, fields).substitute({f: f"<{f}>" for f in fields})
+    assert format_examples(None, []) == ""
+    for name, fields in [("generate.txt", GENERATE_FIELDS), ("generate_no_passage.txt", GENERATE_FIELDS),
+                         ("verify.txt", VERIFY_FIELDS)]:
+        text = load_template(PROMPTS / name, fields).substitute({f: f"<{f}>" for f in fields})
         assert "$" not in text
-    passages = [g.Passage("a", "alpha"), g.Passage("b", "beta")]
-    slots = g.plan_slots(passages, 3, 99, "m", 0)
+    passages = [Passage("a", "alpha"), Passage("b", "beta")]
+    slots = plan_slots(passages, 3, 99, "m", 0)
     assert len(slots) == 6 and len({s.id for s in slots}) == 6
-    assert [s.id for s in slots] == [s.id for s in g.plan_slots(passages[::-1], 3, 99, "m", 0)][3:] + \
-        [s.id for s in g.plan_slots(passages[::-1], 3, 99, "m", 0)][:3]  # ids follow the text, not the order
-    assert {s.id for s in slots}.isdisjoint(s.id for s in g.plan_slots(passages, 3, 99, "m", 1))
-    assert len(g.plan_slots(None, 3, 5, "m", 0)) == 5
+    assert [s.id for s in slots] == [s.id for s in plan_slots(passages[::-1], 3, 99, "m", 0)][3:] + \
+        [s.id for s in plan_slots(passages[::-1], 3, 99, "m", 0)][:3]  # ids follow the text, not the order
+    assert {s.id for s in slots}.isdisjoint(s.id for s in plan_slots(passages, 3, 99, "m", 1))
+    assert len(plan_slots(None, 3, 5, "m", 0)) == 5

@@ -181,6 +181,7 @@ def test_push_code_stages_the_inference_modules(fake, tmp_path):
     assert files == inference_modules()
     assert {"__init__.py", "infer.py", "predict.py", "features.py", "data.py", "export.py", "submission.py"} <= set(files)
     training_only = {"training.py", "config.py", "cli.py", "model.py", "optim.py", "lr.py", "report.py", "generate.py",
+                     "gen_client.py", "gen_checks.py", "gen_inputs.py", "gen_output.py", "gen_errors.py",
                      "kaggle.py", "kaggle_cli.py", "kaggle_stage.py", "rehearse.py", "prompts"}
     assert not training_only & set(files)
     manifest = json.loads((staged / "mcq_code.json").read_text())
