@@ -12,6 +12,7 @@ Without CUDA (and without --cpu-smoke) it says so and exits 0.
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import sys
 import time
@@ -22,16 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from transformers import DebertaV2Config, DebertaV2ForMultipleChoice  # noqa: E402
 
+from bench.attention_parity import TINY, compare, rows as parity_rows  # noqa: E402
 from mcq.arch import deberta_v3_large_config  # noqa: E402
 from mcq.attention import use_attention  # noqa: E402
 from mcq.features import pad_to, token_budget_batches  # noqa: E402
 from mcq.lr import scaled_lr  # noqa: E402
 from mcq.model import set_phase  # noqa: E402
 from mcq.optim import build_optimizer, param_groups  # noqa: E402
-
-TINY = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            type_vocab_size=0, relative_attention=True, position_biased_input=False, pos_att_type=["p2c", "c2p"],
-            position_buckets=32, max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True)
 
 
 def sync(device: torch.device) -> None:
@@ -193,7 +191,17 @@ def measure(config, device, args, attention: str) -> list[tuple[str, str]]:
         rows.append(progress((f"train step, {label}, {attention}", train_row(result))))
     infer = inference_time(config, device, args, attention)
     rows += [progress(r) for r in infer_rows(attention, infer, long_batch_memory(config, device, args, attention), args)]
+    if attention != "eager":
+        rows += [progress(r) for r in parity(config, device, args)]
     return rows
+
+
+def parity(config, device, args) -> list[tuple[str, str]]:
+    """Eager vs the switch on the same weights (bench/attention_parity.py): 2 layers, fp32, padded batches."""
+    small = copy.deepcopy(config)
+    small.num_hidden_layers = min(2, config.num_hidden_layers)
+    lengths = [args.max_length, args.long_length]
+    return parity_rows(compare(small, device, lengths), small.num_hidden_layers)
 
 
 def progress(row: tuple[str, str]) -> tuple[str, str]:

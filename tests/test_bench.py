@@ -2,10 +2,12 @@
 import argparse
 
 import numpy as np
+import pytest
 import torch
+import transformers
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
-from bench import gpu_check, infer_speed, train_speed
+from bench import attention_parity, gpu_check, infer_speed, train_speed
 from bench.common import export_backbone, token_counts
 from mcq.config import TrainConfig
 from mcq.data import read_questions
@@ -18,6 +20,17 @@ def test_gpu_check_cpu_smoke_prints_its_table(capsys):
     assert "train step, gradient checkpointing, eager" in out and "inference, 20 questions, eager" in out
     assert "train step, gradient checkpointing, disentangled-flash" in out  # installed with requirements.txt
     assert "failed" not in out  # a failing variant is printed as a row, not raised
+    assert "parity eager vs disentangled-flash" in out
+
+
+def test_attention_parity_finds_the_switch_exact_on_cpu(capsys):
+    pytest.importorskip("disentangled_flash")
+    config = transformers.DebertaV2Config(**attention_parity.TINY)
+    [result] = attention_parity.compare(config, torch.device("cpu"), [40])
+    assert result["backend"] == "torch" and result["same_params"]
+    assert result["logit_diff"] < 1e-5 and result["grad_diff"] < 1e-4
+    assert attention_parity.main(["--cpu-smoke"]) == 0
+    assert "parity eager vs disentangled-flash (torch backend), 2 layers, fp32, length 40" in capsys.readouterr().out
 
 
 def test_infer_paths_agree_and_ours_pads_less(tiny_deberta, question_files, tmp_path):

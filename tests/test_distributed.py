@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from mcq.export import META_FILE, check_model_folder
 
@@ -35,3 +37,21 @@ def test_torchrun_two_processes_train_export_and_report_once(tiny_deberta, quest
     report = json.loads((out / "report.json").read_text())
     assert [s["seed"] for s in report["seeds"]] == [0, 1] and "ensemble_valid_map3" in report
     assert len(list(out.rglob(META_FILE))) == 2
+
+
+def test_torchrun_trains_with_the_flash_attention_switch(tiny_deberta, question_files, tmp_path):
+    """DDP over the swapped encoder: every parameter still gets a gradient on every rank (DDP runs with
+    find_unused_parameters=False and would fail at the second step otherwise)."""
+    pytest.importorskip("disentangled_flash")
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+        "--model", str(tiny_deberta), "--train", str(question_files["train"]), "--output-dir", str(out),
+        "--seeds", "0", "--head-steps", "2", "--epochs", "1", "--per-device-batch", "2", "--max-length", "48",
+        "--save-steps", "100", "--precision", "fp32", "--attention", "disentangled-flash",
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "attention: disentangled-flash, torch backend" in proc.stderr
+    assert check_model_folder(out / "models" / "seed0")["seed"] == 0
