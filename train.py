@@ -10,7 +10,7 @@ from mcq.config import TrainConfig, add_dataclass_flags, flag_overrides, load_co
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of TrainConfig keys; flags below override it")
     parser.add_argument("--resume", action="store_true", help="continue a killed run: finished seeds are kept, the rest resume from their last checkpoint")
     add_dataclass_flags(parser, TrainConfig)

@@ -129,12 +129,13 @@ def load_config(cls, path: str | Path | None, overrides: dict | None = None):
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per field, named like the field with '-' for '_'; all default to None (= keep config)."""
+    """One --flag per field, named like the field with '-' for '_'; all default to None (= keep config).
+    The help shows the dataclass default (what applies when neither the YAML nor a flag sets it)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
-        kw = {"dest": f.name, "default": None, "help": f.metadata.get("help", "")}
+        kw = {"dest": f.name, "default": None, "help": f"{f.metadata.get('help', '')} (default: {_shown_default(f)})"}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
@@ -143,6 +144,18 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
             parser.add_argument(flag, nargs="+", type=typing.get_args(base)[0], **kw)
         else:
             parser.add_argument(flag, type=base, **kw)
+
+
+def _shown_default(f: dataclasses.Field) -> str:
+    """A field's default as a user would type it: lists space-separated, booleans as on/off, % escaped."""
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, list):
+        text = " ".join(map(str, value)) if value else "none"
+    else:
+        text = "unset" if value is None else str(value)
+    return text.replace("%", "%%")
 
 
 def _base_type(kind):

@@ -209,3 +209,11 @@ def test_gradient_checkpointing_still_trains_every_layer(tiny_deberta, question_
     after = AutoModelForMultipleChoice.from_pretrained(tmp_path / "gc" / "models" / "seed0").state_dict()
     for name in ("deberta.encoder.layer.0.attention.self.query_proj.weight", "deberta.encoder.layer.1.output.dense.weight"):
         assert not torch.equal(before[name], after[name]), f"{name} did not train under gradient checkpointing"
+
+
+def test_help_shows_the_recipe_defaults(capsys):
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "questions per device per step (each question is n_options sequences) (default: 45)" in text
+    assert "(default: 0 1 2)" in text and "(default: on)" in text and "(default: None)" not in text
