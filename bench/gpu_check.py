@@ -26,7 +26,7 @@ from transformers import DebertaV2Config, DebertaV2ForMultipleChoice  # noqa: E4
 from bench.attention_parity import TINY, compare, rows as parity_rows  # noqa: E402
 from mcq.arch import deberta_v3_large_config  # noqa: E402
 from mcq.attention import use_attention  # noqa: E402
-from mcq.features import pad_to, token_budget_batches  # noqa: E402
+from mcq.batching import pad_to, token_budget_batches  # noqa: E402
 from mcq.lr import scaled_lr  # noqa: E402
 from mcq.model import set_phase  # noqa: E402
 from mcq.optim import build_optimizer, param_groups  # noqa: E402

@@ -17,7 +17,8 @@ from transformers import AutoModelForMultipleChoice, AutoTokenizer
 from .attention import use_attention
 from .data import Questions
 from .export import ModelFolderError, check_model_folder
-from .features import MultipleChoiceCollator, encode, pair_examples, token_budget_batches
+from .batching import token_budget_batches
+from .features import MultipleChoiceCollator, encode, pair_examples
 
 log = logging.getLogger(__name__)
 

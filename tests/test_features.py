@@ -3,7 +3,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from mcq.data import DataError, Questions
-from mcq.features import MultipleChoiceCollator, encode, pad_to
+from mcq.batching import pad_to
+from mcq.features import MultipleChoiceCollator, encode
 
 
 def one_question(prompt, options, context=None, answer=0):

@@ -9,7 +9,7 @@ import pytest
 import infer as infer_cli
 from mcq.data import read_questions
 from mcq.export import META_FILE, ModelFolderError
-from mcq.features import token_budget_batches
+from mcq.batching import token_budget_batches
 from mcq.infer import run_inference
 from mcq.metrics import mean_logits
 from mcq.model import export_untrained
