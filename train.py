@@ -27,7 +27,9 @@ def main(argv=None) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 speaks for the run
     for seed in report["seeds"]:
-        print(f"seed {seed['seed']}: valid MAP@3 {seed.get('valid_map3')}  ->  {seed.get('export')}")
+        score = seed.get("valid_map3")
+        shown = f"valid MAP@3 {score:.4f}" if score is not None else "no validation file"
+        print(f"seed {seed['seed']}: {shown}  ->  {seed.get('export')}")
     if "ensemble_valid_map3" in report:
         print(f"ensemble of {len(report['seeds'])} seeds: valid MAP@3 {report['ensemble_valid_map3']:.4f}")
     print(f"report: {cfg.output_dir}/report.md")

@@ -153,6 +153,8 @@ def test_cli_trains_and_prints_the_ensemble(tiny_deberta, question_files, tmp_pa
     assert train_cli.main(args) == 0
     out = capsys.readouterr().out
     assert "ensemble of 2 seeds: valid MAP@3" in out
+    report = json.loads((tmp_path / "cli" / "report.json").read_text())
+    assert f"seed 1: valid MAP@3 {report['seeds'][1]['valid_map3']:.4f}  ->  " in out
     assert (tmp_path / "cli" / "models" / "seed1" / META_FILE).is_file()
 
 
