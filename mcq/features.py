@@ -6,10 +6,14 @@ any of the option.
 """
 from __future__ import annotations
 
+import logging
+
 from datasets import Dataset
 from transformers import DataCollatorForMultipleChoice, PreTrainedTokenizerBase
 
 from .data import DataError, Questions
+
+log = logging.getLogger(__name__)
 
 
 def first_texts(questions: Questions, sep: str) -> list[str]:
@@ -27,11 +31,22 @@ def encode(questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length:
     pairs_second = [opt for opts in questions.options for opt in opts]
     _check_options_fit(questions, tokenizer, max_length)
     enc = tokenizer(pairs_first, pairs_second, truncation="only_first", max_length=max_length)
+    _report_truncation(questions.source, [len(ids) for ids in enc["input_ids"]], max_length)
     columns = {k: [v[i : i + n] for i in range(0, len(v), n)] for k, v in enc.items()}
     columns["length"] = [max(len(ids) for ids in group) for group in columns["input_ids"]]
     if questions.answers is not None:
         columns["labels"] = list(questions.answers)
     return Dataset.from_dict(columns)
+
+
+def _report_truncation(source: str, lengths: list[int], max_length: int) -> None:
+    """Say how many pairs were cut: with retrieved context, many cut pairs mean max_length is too low."""
+    full = sum(length >= max_length for length in lengths)
+    if full:
+        log.info(
+            "%s: %d of %d (question, option) pairs (%.1f%%) reach max_length %d; their context, then prompt, "
+            "was cut (raise max_length to keep more)", source, full, len(lengths), 100 * full / len(lengths), max_length,
+        )
 
 
 def _check_options_fit(questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:

@@ -1,4 +1,6 @@
 """Tokenisation: context is cut first, then the prompt, never the option; nested per-option features."""
+import logging
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -40,6 +42,17 @@ def test_long_prompt_is_cut_when_there_is_no_context_left(tokenizer):
     features = encode(q, tokenizer, max_length=16)
     words = decoded(tokenizer, features[0]["input_ids"][0])
     assert words[-1] == "mass" and "cloud" not in words and words[0] == "why"
+
+
+def test_cut_pairs_are_counted_in_the_log(tokenizer, caplog):
+    caplog.set_level(logging.INFO, logger="mcq.features")
+    short = Questions("mem", ["q1", "q2"], ["what is heat", "what is light"], [["energy", "mass"]] * 2, ("A", "B"),
+                      ["atom " * 100, "wave"], [0, 1])
+    encode(short, tokenizer, max_length=20)
+    assert "mem: 2 of 4 (question, option) pairs (50.0%) reach max_length 20" in caplog.text
+    caplog.clear()
+    encode(short, tokenizer, max_length=256)
+    assert "reach max_length" not in caplog.text
 
 
 def test_short_input_is_not_padded_and_length_is_the_longest_option(tokenizer):
