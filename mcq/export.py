@@ -6,6 +6,7 @@ never leaves a half-written model where inference would find it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import torch
 
 from .io import atomic_write_text, library_versions, replace_dir
+
+log = logging.getLogger(__name__)
 
 META_FILE = "mcq_model.json"
 REQUIRED_FILES = ("config.json", "tokenizer.json", META_FILE)
@@ -31,8 +34,8 @@ class ModelFolderError(ValueError):
 def stage_export(model: torch.nn.Module, tokenizer, dest: Path, fp16: bool = False) -> Path:
     """Write weights, config and tokenizer into a temporary sibling of `dest` and return its path."""
     dest = Path(dest)
+    _remove_leftovers(dest)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     dtype = next(model.parameters()).dtype
     if fp16:
@@ -47,6 +50,16 @@ def stage_export(model: torch.nn.Module, tokenizer, dest: Path, fp16: bool = Fal
             f"{tmp}: the tokenizer wrote no tokenizer.json; Kaggle's transformers 5 needs a fast tokenizer."
         )
     return tmp
+
+
+def _remove_leftovers(dest: Path) -> None:
+    """Staging (`.NAME.tmp-PID`) and replaced (`.NAME.old-PID`) folders of `dest` left by an interrupted
+    export, from any process: each can hold a whole model (gigabytes)."""
+    if not dest.parent.is_dir():
+        return
+    for stale in sorted(dest.parent.glob(f".{dest.name}.tmp-*")) + sorted(dest.parent.glob(f".{dest.name}.old-*")):
+        log.info("removing %s, left by an interrupted export", stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def write_meta(folder: Path, meta: dict) -> None:
@@ -96,12 +109,17 @@ def check_model_folder(path: Path) -> dict:
 
 
 def find_model_folders(paths: list[str | Path]) -> list[Path]:
-    """Expand each path: an exported model folder stays, a folder of exported models gives its children."""
+    """Expand each path: an exported model folder stays, a folder of exported models gives its children
+    (hidden ones, leftovers of an interrupted export, are skipped with a warning)."""
     found: list[Path] = []
     for p in map(Path, paths):
         if (p / META_FILE).is_file() or not p.is_dir():
             found.append(p)
             continue
         children = sorted(c for c in p.iterdir() if (c / META_FILE).is_file())
+        hidden = [c for c in children if c.name.startswith(".")]
+        for c in hidden:  # a staging or replaced folder left by an interrupted export: never a model to use
+            log.warning("ignoring %s: left by an interrupted export (delete it)", c)
+        children = [c for c in children if c not in hidden]
         found.extend(children or [p])  # an empty or broken folder is reported by check_model_folder
     return found

@@ -8,7 +8,7 @@ import pytest
 
 import infer as infer_cli
 from mcq.data import read_questions
-from mcq.export import META_FILE, ModelFolderError
+from mcq.export import META_FILE, ModelFolderError, find_model_folders
 from mcq.batching import token_budget_batches
 from mcq.infer import run_inference
 from mcq.metrics import mean_logits
@@ -38,6 +38,17 @@ def test_ensemble_submission_logits_and_scores(models, question_files, tmp_path)
     assert set(result.map3) == {"seed0", "seed1", "seed2", "ensemble"}
     top = np.argmax(ensemble, axis=1)
     assert [p.split()[0] for p in sub["prediction"]] == ["ABCDE"[i] for i in top]
+
+
+def test_leftovers_of_an_interrupted_export_are_never_ensembled(models, tiny_deberta, tmp_path, caplog):
+    """A crash while a seed is scored leaves `.seedN.tmp-PID` holding a whole model and its metadata."""
+    shutil.copytree(models[0], tmp_path / "models" / ".seed0.tmp-99999")
+    shutil.copytree(models[1], tmp_path / "models" / ".seed1.old-12345")
+    assert find_model_folders([tmp_path / "models"]) == models
+    assert "ignoring" in caplog.text and ".seed0.tmp-99999" in caplog.text
+    export_random(tiny_deberta, tmp_path / "models" / "seed0", 0)  # the next export of seed0 cleans its own
+    assert not (tmp_path / "models" / ".seed0.tmp-99999").exists()
+    assert (tmp_path / "models" / ".seed1.old-12345").exists()  # another seed's: left to its own export
 
 
 def test_weights_shift_the_ensemble(models, question_files, tmp_path):

@@ -494,6 +494,20 @@ def test_kernel_finds_its_inputs_on_both_mount_layouts(tmp_path, layout):
     assert kernel.kaggle_dirs({}) == (Path("/kaggle/input"), Path("/kaggle/working"))
 
 
+def test_kernel_lists_a_dataset_mounted_at_two_paths_once_and_skips_hidden_folders(tmp_path):
+    kernel = load_kernel_module()
+    root = tmp_path / "input"
+    expected = make_tree(root, "api")
+    (root / "llmse-mcq-code").symlink_to(expected["code"], target_is_directory=True)  # UI path -> API path
+    (root / "llmse-mcq-models").symlink_to(expected["models"][0].parent, target_is_directory=True)
+    leftover = expected["models"][0].parent / ".seed0.tmp-123"
+    leftover.mkdir()
+    (leftover / "mcq_model.json").write_text("")
+    code, models, test = kernel.find_inputs(root)
+    assert code in (expected["code"], root / "llmse-mcq-code") and len(models) == 2
+    assert sorted(m.name for m in models) == ["seed0", "seed1"] and test == expected["test"]
+
+
 def test_kernel_search_errors_say_what_to_attach(tmp_path):
     kernel = load_kernel_module()
     root = tmp_path / "input"

@@ -38,10 +38,18 @@ def kaggle_dirs(env=os.environ):
 
 
 def walk(root):
-    """Every (folder, sub-folder names, file names) under root, sorted, at most MAX_DEPTH levels down."""
+    """Every (folder, sub-folder names, file names) under root, sorted, at most MAX_DEPTH levels down.
+    A folder reached twice (a dataset mounted at two paths through a link) is listed once; hidden
+    folders (leftovers of an interrupted export) are skipped."""
     base = len(Path(root).parts)
+    seen = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs.sort()
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if len(Path(folder).parts) - base >= MAX_DEPTH:
             dirs[:] = []
         yield Path(folder), dirs, sorted(files)
