@@ -107,7 +107,7 @@ def load_run_data(cfg: TrainConfig) -> RunData:
 
 def derive_lr(cfg: TrainConfig) -> float:
     """The top LR: given, or scaled from the pre-training recipe to this run's effective batch (printed)."""
-    devices = int(os.environ.get("WORLD_SIZE", "1"))
+    devices = _data_parallel_devices()
     batch = effective_batch(cfg.per_device_batch, cfg.grad_accum, devices)
     if cfg.lr is not None:
         log.info("lr = %.3g (set explicitly; effective batch %d)", cfg.lr, batch)
@@ -279,7 +279,8 @@ def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
 
 def score_model(folder: Path, valid: Questions, seed_dir: Path, attention: str = "eager") -> float:
     """Validation logits of an exported folder through the inference code; saved for the ensemble."""
-    [logits] = ensemble_logits(inspect_models([folder]), valid, attention=attention)
+    # on this process's own device: under torchrun the other GPUs still hold the other ranks' training state
+    [logits] = ensemble_logits(inspect_models([folder]), valid, devices=[_train_device()], attention=attention)
     write_array(seed_dir / "valid_logits.npy", logits)
     return score_map3(logits, valid)
 
@@ -350,9 +351,25 @@ def _atomic_save_file(tensors: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
+def _data_parallel_devices() -> int:
+    """How many devices each take a per-device batch: torchrun's processes, or, without torchrun, every
+    visible GPU (Trainer then wraps the model in DataParallel)."""
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"])
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > 1:
+        log.warning(
+            "%d GPUs visible without torchrun: Trainer uses DataParallel over all of them (slower than DDP). "
+            "Prefer torchrun --nproc_per_node %d train.py ..., or CUDA_VISIBLE_DEVICES=0 for one GPU.", gpus, gpus,
+        )
+    return max(1, gpus)
+
+
 def _train_device() -> torch.device:
-    """The device type Trainer will train on (CUDA when there is one)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device this process trains on: its local rank's GPU when there is one, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def _is_main() -> bool:

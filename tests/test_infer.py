@@ -159,3 +159,18 @@ def test_token_budget_batches_close_where_the_padded_width_steps_down():
     lengths = [17, 24, 9, 16, 3]
     batches = token_budget_batches(lengths, n_options=1, budget=10**6)
     assert batches == [[1, 0], [3, 2], [4]]
+
+
+def test_parallel_loads_leave_the_default_dtype_alone(models):
+    """One load per GPU runs in threads; transformers sets the process-wide default dtype while loading."""
+    import threading
+
+    import torch
+
+    from mcq.predict import from_pretrained
+
+    for _ in range(5):
+        threads = [threading.Thread(target=from_pretrained, args=(m, torch.float16)) for m in models * 2]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert torch.get_default_dtype() == torch.float32

@@ -176,6 +176,24 @@ def test_lr_is_derived_from_the_pretraining_recipe(tiny_deberta, question_files,
     assert "x effective batch 45 (9 per device x 5 accumulation x 1 device(s))" in caplog.text
 
 
+
+def test_lr_counts_every_gpu_dataparallel_would_use_without_torchrun(tiny_deberta, question_files, tmp_path,
+                                                                     caplog, monkeypatch):
+    """`python train.py` on a 2-GPU machine: Trainer splits each step over both GPUs (batch x 2)."""
+    from mcq.training import derive_lr
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    caplog.set_level("INFO")
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "r", lr=None, per_device_batch=9, grad_accum=5)
+    assert derive_lr(cfg) == pytest.approx(2 * 1.7578125e-5)
+    assert "(9 per device x 5 accumulation x 2 device(s))" in caplog.text
+    assert "2 GPUs visible without torchrun" in caplog.text
+    monkeypatch.setenv("WORLD_SIZE", "4")  # under torchrun its process count decides
+    assert derive_lr(cfg) == pytest.approx(4 * 1.7578125e-5)
+
+
 def test_report_lists_one_row_per_layer_group():
     from mcq.report import merge_decay_twins
 
