@@ -6,7 +6,9 @@ row and the column, and says what to do.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import string
 from dataclasses import dataclass
@@ -60,6 +62,11 @@ class Questions:
             answers=None if self.answers is None else self.answers[cut],
             generated_ids=self.generated_ids,
         )
+
+    def fingerprint(self) -> str:
+        """A short hash of the content (not the file name): tells whether saved logits belong to this set."""
+        content = [self.ids, self.prompts, self.options, list(self.letters), self.contexts, self.answers]
+        return hashlib.sha256(json.dumps(content).encode("utf-8")).hexdigest()[:16]
 
     def to_frame(self) -> pd.DataFrame:
         """The questions as a DataFrame in the competition layout (id, prompt[, context], A.., answer)."""

@@ -27,7 +27,7 @@ from .data import DataError, Questions, concat_questions, read_questions
 from .export import META_FILE, commit_export, export_meta, stage_export, write_meta
 from .features import MultipleChoiceCollator, encode
 from .infer import score_map3
-from .io import atomic_write
+from .io import atomic_write, atomic_write_text
 from .lr import effective_batch, scaled_lr
 from .metrics import mean_logits
 from .model import (
@@ -39,6 +39,9 @@ from .report import write_report
 from .submission import write_array
 
 log = logging.getLogger(__name__)
+
+VALID_LOGITS = "valid_logits.npy"  # per seed folder: the exported model's validation logits
+VALID_FINGERPRINT = "valid_logits.fingerprint"  # Questions.fingerprint() of the set they were computed on
 
 
 class RecipeTrainer(Trainer):
@@ -281,7 +284,8 @@ def score_model(folder: Path, valid: Questions, seed_dir: Path, attention: str =
     """Validation logits of an exported folder through the inference code; saved for the ensemble."""
     # on this process's own device: under torchrun the other GPUs still hold the other ranks' training state
     [logits] = ensemble_logits(inspect_models([folder]), valid, devices=[_train_device()], attention=attention)
-    write_array(seed_dir / "valid_logits.npy", logits)
+    write_array(seed_dir / VALID_LOGITS, logits)
+    atomic_write_text(seed_dir / VALID_FINGERPRINT, valid.fingerprint())
     return score_map3(logits, valid)
 
 
@@ -319,7 +323,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
         "wall_s": time.perf_counter() - start,
     }
     if data.valid is not None and _is_main():
-        logits = [seed_valid_logits(run_dir, s, data.valid) for s in seeds]
+        logits = [seed_valid_logits(cfg, s, data.valid) for s in seeds]
         ensemble = mean_logits(logits).astype(np.float32)
         report["ensemble_valid_map3"] = score_map3(ensemble, data.valid)
         write_array(run_dir / "valid_logits_ensemble.npy", ensemble)
@@ -330,15 +334,17 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
     return report
 
 
-def seed_valid_logits(run_dir: Path, seed: dict, valid: Questions) -> np.ndarray:
-    """A seed's saved validation logits, recomputed from its export when missing or for other data."""
-    path = run_dir / f"seed{seed['seed']}" / "valid_logits.npy"
-    if path.is_file():
-        logits = np.load(path)
-        if logits.shape == (len(valid), len(valid.letters)):
-            return logits
-    seed["valid_map3"] = score_model(Path(seed["export"]), valid, path.parent)
-    return np.load(path)
+def seed_valid_logits(cfg: TrainConfig, seed: dict, valid: Questions) -> np.ndarray:
+    """A seed's saved validation logits, rescored from its export when missing or saved for other
+    questions (a resumed run given another validation file)."""
+    seed_dir = Path(cfg.output_dir) / f"seed{seed['seed']}"
+    fingerprint = seed_dir / VALID_FINGERPRINT
+    if (seed_dir / VALID_LOGITS).is_file() and fingerprint.is_file():
+        if fingerprint.read_text(encoding="utf-8") == valid.fingerprint():
+            return np.load(seed_dir / VALID_LOGITS)
+        log.info("seed %d: the validation questions changed since it was scored; scoring again", seed["seed"])
+    seed["valid_map3"] = score_model(Path(seed["export"]), valid, seed_dir, cfg.attention)
+    return np.load(seed_dir / VALID_LOGITS)
 
 
 def _drop_checkpoints(phase_dir: Path) -> None:

@@ -1,4 +1,5 @@
 """End to end on a tiny DeBERTa: three seeds -> export -> reload -> same logits; reruns, resume, report."""
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -9,10 +10,12 @@ import torch
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 import train as train_cli
+from conftest import write_questions
 from mcq.config import ConfigError, TrainConfig, load_config
 from mcq.data import read_questions
 from mcq.export import META_FILE
 from mcq.features import MultipleChoiceCollator, encode
+from mcq.infer import run_inference
 from mcq.training import RecipeTrainer, run_training
 
 
@@ -107,6 +110,21 @@ def test_rerun_without_resume_refuses_and_resume_skips_finished_seeds(three_seed
     assert [s.get("skipped", False) for s in report["seeds"]] == [True, False, True]
     assert (export / "model.safetensors").stat().st_mtime_ns == stamp
     assert "ensemble_valid_map3" in report
+
+
+def test_resume_with_other_validation_questions_rescores_finished_seeds(three_seed_run, tmp_path, caplog):
+    cfg, _ = three_seed_run
+    other = write_questions(tmp_path / "valid2.csv", 12, seed=7)  # as many questions, other content
+    cfg = dataclasses.replace(cfg, valid=str(other))
+    caplog.set_level("INFO")
+    report = run_training(cfg, resume=True)
+    assert caplog.text.count("the validation questions changed since it was scored") == 3
+    fresh = run_inference([Path(cfg.output_dir) / "models"], other, tmp_path / "inf" / "submission.csv")
+    assert report["ensemble_valid_map3"] == pytest.approx(fresh.map3["ensemble"])
+    assert [s["valid_map3"] for s in report["seeds"]] == pytest.approx([fresh.map3[f"seed{i}"] for i in range(3)])
+    caplog.clear()
+    run_training(cfg, resume=True)  # same questions again: the saved logits are reused
+    assert "changed since it was scored" not in caplog.text
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_deberta, question_files, tmp_path, monkeypatch, caplog):
