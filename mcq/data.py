@@ -156,6 +156,8 @@ def _read_csv(path: Path, delimiter: str) -> tuple[pd.DataFrame, list[str]]:
         ) from err
     if not text.strip():
         raise DataError(f"{path}: the file is empty. It needs a header row (id,prompt,A,B,C,D,E[,answer]) and questions.")
+    # the csv module refuses a cell over 131,072 characters by default; retrieved context can be longer
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = [h.strip() for h in next(reader)]

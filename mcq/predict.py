@@ -124,6 +124,7 @@ def ensemble_logits(
     """Each model's logits on `questions`; with several GPUs, models (or question shards) run in parallel."""
     devices = devices or available_devices()
     shards = len(devices) if len(models) < len(devices) else 1
+    shards = max(1, min(shards, len(questions)))  # no empty shard when there are fewer questions than GPUs
     features = _encode_once(models, questions, timings)
     jobs = [(m, s) for m in models for s in range(shards)]
     per_device = [jobs[d :: len(devices)] for d in range(len(devices))]

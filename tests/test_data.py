@@ -285,6 +285,22 @@ def test_repeated_header_column_is_a_data_error(tmp_path):
 # --- Questions helpers ---------------------------------------------------------------------------------
 
 
+def test_a_context_longer_than_the_csv_modules_default_cell_limit_is_read(tmp_path):
+    passage = "photon energy " * 12_000  # 168,000 characters; the csv module's default limit is 131,072
+    path = tmp_path / "long.csv"
+    pd.DataFrame({"prompt": ["what is light?"], "context": [passage], "A": ["a wave"], "B": ["a rock"],
+                  "C": ["heat"], "D": ["mass"], "E": ["gene"], "answer": ["A"]}).to_csv(path, index=False)
+    q = read_questions(path, require_answer=True)
+    assert q.contexts == [passage.strip()]  # cells are stripped
+
+
+def test_fingerprint_follows_content_not_the_file(tmp_path):
+    a = read_questions(write_questions(tmp_path / "a.csv", 5, seed=1))
+    assert read_questions(write_questions(tmp_path / "b.csv", 5, seed=1)).fingerprint() == a.fingerprint()
+    assert read_questions(write_questions(tmp_path / "c.csv", 5, seed=2)).fingerprint() != a.fingerprint()
+    assert a.head(4).fingerprint() != a.fingerprint()
+
+
 def test_head_takes_the_first_rows_of_every_field(tmp_path):
     q = read_questions(write_questions(tmp_path / "q.csv", 5, context=True))
     h = q.head(2)

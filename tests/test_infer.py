@@ -174,3 +174,21 @@ def test_parallel_loads_leave_the_default_dtype_alone(models):
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert torch.get_default_dtype() == torch.float32
+
+
+def test_fewer_questions_than_devices(models, question_files):
+    """One model, two devices (T4x2), one question: no device gets an empty shard."""
+    import torch
+
+    from mcq.predict import ensemble_logits, inspect_models
+
+    one = read_questions(question_files["valid"]).head(1)
+    two_devices = [torch.device("cpu"), torch.device("cpu")]
+    [logits] = ensemble_logits(inspect_models(models[:1]), one, devices=two_devices)
+    [alone] = ensemble_logits(inspect_models(models[:1]), one, devices=two_devices[:1])
+    assert logits.shape == (1, 5)
+    np.testing.assert_allclose(logits, alone, rtol=1e-5)
+    three = read_questions(question_files["valid"]).head(3)  # uneven shards: 2 + 1
+    [sharded] = ensemble_logits(inspect_models(models[:1]), three, devices=two_devices)
+    [whole] = ensemble_logits(inspect_models(models[:1]), three, devices=two_devices[:1])
+    np.testing.assert_allclose(sharded, whole, rtol=1e-5, atol=1e-6)
