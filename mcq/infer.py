@@ -17,7 +17,7 @@ from .export import find_model_folders
 from .data import Questions
 from .metrics import map_at_k, mean_logits, top_k
 from .predict import ensemble_logits, inspect_models
-from .submission import make_submission, rank_logits, write_array, write_submission
+from .submission import make_submission, rank_logits, validate_submission, write_array, write_submission
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def run_inference(
 
     out = Path(out)
     frame = make_submission(questions.ids, ensemble, questions.letters, questions.options)
+    validate_submission(frame, questions.ids, questions.letters)  # before anything is written beside it
     names = _unique_names(infos)
     for name, logits in zip(names, per_model):
         write_array(out.parent / f"logits_{name}.npy", logits)

@@ -1,4 +1,5 @@
-"""The competition submission: `id,prediction` with three distinct letters, best first, checked before writing."""
+"""The competition submission: `id,prediction` with three distinct letters, best first, checked before writing.
+(A question set with fewer than three options gets all its letters, best first.)"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,9 +25,15 @@ def rank_logits(logits: np.ndarray, options: Sequence[Sequence[str]]) -> np.ndar
     return ranked
 
 
+def predicted_letters(letters: Sequence[str]) -> int:
+    """Letters per prediction: three (MAP@3), or every option when there are fewer."""
+    return min(3, len(letters))
+
+
 def make_submission(ids: Sequence[str], logits: np.ndarray, letters: Sequence[str], options) -> pd.DataFrame:
     """The submission frame in the test file's row order."""
-    return pd.DataFrame({"id": list(ids), "prediction": top_k_letters(rank_logits(logits, options), letters, 3)})
+    k = predicted_letters(letters)
+    return pd.DataFrame({"id": list(ids), "prediction": top_k_letters(rank_logits(logits, options), letters, k)})
 
 
 def validate_submission(frame: pd.DataFrame, ids: Sequence[str], letters: Sequence[str]) -> None:
@@ -36,14 +43,14 @@ def validate_submission(frame: pd.DataFrame, ids: Sequence[str], letters: Sequen
     got = [str(i) for i in frame["id"]]
     if len(got) != len(ids):
         raise SubmissionError(f"{len(got)} rows for {len(ids)} test questions; {_first_difference(ids, got)}")
-    allowed = set(letters)
+    allowed, k = set(letters), predicted_letters(letters)
     for row, (expected, actual, pred) in enumerate(zip(ids, got, frame["prediction"]), start=2):
         if expected != actual:
             raise SubmissionError(f"line {row}: id '{actual}' where the test file has '{expected}' (order or ids differ)")
         parts = str(pred).split(" ")
-        if len(parts) != 3 or len(set(parts)) != 3 or not set(parts) <= allowed:
+        if len(parts) != k or len(set(parts)) != k or not set(parts) <= allowed:
             raise SubmissionError(
-                f"line {row}, id '{actual}': prediction '{pred}' is not three distinct letters from {''.join(letters)}"
+                f"line {row}, id '{actual}': prediction '{pred}' is not {k} distinct letters from {''.join(letters)}"
             )
 
 

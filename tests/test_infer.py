@@ -192,3 +192,13 @@ def test_fewer_questions_than_devices(models, question_files):
     [sharded] = ensemble_logits(inspect_models(models[:1]), three, devices=two_devices)
     [whole] = ensemble_logits(inspect_models(models[:1]), three, devices=two_devices[:1])
     np.testing.assert_allclose(sharded, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_a_two_option_test_file_gets_a_two_letter_submission(models, tmp_path):
+    from conftest import write_questions
+
+    test = write_questions(tmp_path / "two.csv", 6, seed=4, letters="AB")
+    result = run_inference(models, test, tmp_path / "two" / "submission.csv")
+    sub = pd.read_csv(result.submission, dtype=str)
+    assert all(sorted(p.split()) == ["A", "B"] for p in sub["prediction"])
+    assert set(result.map3) == {"seed0", "seed1", "seed2", "ensemble"}

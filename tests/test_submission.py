@@ -171,6 +171,14 @@ def test_make_submission_four_options():
     assert frame["prediction"].tolist() == ["C A D"]
 
 
+def test_two_options_give_both_letters_and_validate():
+    frame = make_submission(["q0", "q1"], np.array([[0.1, 0.9], [0.7, 0.2]]), "AB", [["x", "y"], ["x", "y"]])
+    assert frame["prediction"].tolist() == ["B A", "A B"]
+    validate_submission(frame, ["q0", "q1"], "AB")
+    with pytest.raises(SubmissionError, match="'B' is not 2 distinct letters from AB"):
+        validate_submission(pd.DataFrame({"id": ["q0"], "prediction": ["B"]}), ["q0"], "AB")
+
+
 # --- validation ----------------------------------------------------------------------------------------
 
 IDS = ["q0", "q1", "q2"]
