@@ -25,7 +25,7 @@ from pathlib import Path
 from . import __version__
 from .kaggle_cli import (
     Credentials, KaggleCLI, check_result, display, find_credentials, newest_submission, parse_kernel_status,
-    parse_submissions, pushed_version, redact, require_credentials, slug_in_use, submission_state,
+    parse_submissions, pushed_version, redact, require_credentials, slug_in_use, submission_ref, submission_state,
 )
 from .kaggle_stage import (
     COMPETITION, KERNEL_METADATA, PACKAGE_DIR, KaggleCommandError, KaggleSetupError, StagedDataset,
@@ -258,9 +258,8 @@ def submit(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> None:
     message = args.message or f"mcq {refs.kernel} v{version}"
     result = cli.run(["competitions", "submit", COMPETITION, "-k", refs.kernel, "-v", str(version),
                       "-f", args.file, "-m", message])
-    if result is not None:
-        check_result(result)
-    show_submission(cli, message, args.wait, args.poll_interval, args.max_wait)
+    ref = submission_ref(check_result(result).output) if result is not None else None
+    show_submission(cli, message, args.wait, args.poll_interval, args.max_wait, ref=ref, expected=True)
 
 
 def last_pushed_version(stage_dir: Path, kernel: str) -> int:
@@ -277,16 +276,24 @@ def last_pushed_version(stage_dir: Path, kernel: str) -> int:
 
 
 def show_submission(cli: KaggleCLI, message: str | None, wait_scored: bool, interval: float, max_wait: float,
-                    sleep: Callable[[float], None] = time.sleep) -> dict | None:
-    """Print the newest submission's status and scores; with wait_scored, poll until it is scored."""
+                    sleep: Callable[[float], None] = time.sleep, ref: str | None = None,
+                    expected: bool = False) -> dict | None:
+    """Print a submission's status and scores (the one `ref` names, else the newest with `message`, else
+    the newest); with wait_scored, poll until it is scored. `expected`: we just submitted it, so a
+    listing without it means 'not listed yet', never 'take an older one'."""
     start = time.monotonic()
     while True:
         result = cli.run(["competitions", "submissions", COMPETITION, "--csv"], quiet=not cli.dry_run)
         if result is None:
             return None
-        row = newest_submission(parse_submissions(check_result(result).output), message)
+        row = newest_submission(parse_submissions(check_result(result).output), message, ref)
+        if row is None and expected and wait_scored and time.monotonic() - start <= max_wait:
+            cli.say(f"submission {ref or repr(message)} is not listed yet, waiting")
+            sleep(interval)
+            continue
         if row is None:
-            cli.say("no submissions yet")
+            cli.say(f"submission {ref or repr(message)} is not listed yet; check later: python -m mcq.kaggle status"
+                    if expected else "no submissions yet")
             return None
         state = submission_state(row)
         cli.say(f"submission {row['ref']} ({row['date']}, '{row['description']}'): {state}, "

@@ -30,6 +30,7 @@ KERNEL_PUSH_ERROR = "Kernel push error: "
 # `kernels push` goes through but drops sources it cannot find: the kernel would then run without them.
 INVALID_SOURCES = re.compile(r"The following are not valid (dataset|competition|kernel) sources.*", re.MULTILINE)
 PUSHED_VERSION = re.compile(r"Kernel version (\d+) successfully pushed")
+SUBMISSION_REF = re.compile(r"Submission ref: (\d+)")
 KERNEL_STATUS = re.compile(r'has status "([^"]*)"')
 FAILURE_MESSAGE = re.compile(r'Failure message: "(.*)"\s*\Z', re.DOTALL)
 KERNEL_DONE, KERNEL_FAILED = {"COMPLETE"}, {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
@@ -253,10 +254,23 @@ def parse_submissions(output: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO("\n".join(lines[start:]))))
 
 
-def newest_submission(rows: list[dict[str, str]], description: str | None = None) -> dict[str, str] | None:
-    """The latest submission, preferring the ones with our description."""
-    mine = [r for r in rows if description and r.get("description") == description] or rows
+def newest_submission(rows: list[dict[str, str]], description: str | None = None,
+                      ref: str | None = None) -> dict[str, str] | None:
+    """The submission `ref` when given (None until Kaggle lists it); else the latest with our description
+    (None when there is none: an older submission is never taken for the new one); else the latest."""
+    if ref is not None:
+        mine = [r for r in rows if str(r.get("ref")) == str(ref)]
+    elif description is not None:
+        mine = [r for r in rows if r.get("description") == description]
+    else:
+        mine = rows
     return max(mine, key=lambda r: r.get("date") or "", default=None)
+
+
+def submission_ref(output: str) -> str | None:
+    """The new submission's ref from `kaggle competitions submit` ('Submission ref: 51234567')."""
+    match = SUBMISSION_REF.search(output)
+    return match.group(1) if match else None
 
 
 def submission_state(row: dict[str, str]) -> str:

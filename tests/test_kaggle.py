@@ -225,7 +225,7 @@ def test_submit_uses_the_pushed_version_and_shows_the_score(fake, tmp_path, caps
         {"ref": 1, "fileName": "submission.csv", "date": "2026-03-01 09:00:00", "description": "older",
          "status": "SubmissionStatus.COMPLETE", "publicScore": "0.650", "privateScore": "0.640"},
     ]
-    fake.script(competitions_submissions={"outcome": "rows", "rows": rows})
+    fake.script(competitions_submit={"outcome": "ok", "ref": 2}, competitions_submissions={"outcome": "rows", "rows": rows})
     assert ship_main("submit", stage=stage) == 0
     submit, listing = fake.calls()
     assert submit["argv"] == ["competitions", "submit", "kaggle-llm-science-exam", "-k", "alice/llmse-infer", "-v", "7",
@@ -233,6 +233,24 @@ def test_submit_uses_the_pushed_version_and_shows_the_score(fake, tmp_path, caps
     assert listing["argv"] == ["competitions", "submissions", "kaggle-llm-science-exam", "--csv"]
     out = capsys.readouterr().out
     assert "submission 2" in out and "COMPLETE" in out and "public score 0.712" in out
+
+
+def test_submit_waits_for_its_own_submission_not_an_older_one(fake, tmp_path, capsys):
+    """Resubmitting a version gives the same default description; until Kaggle lists the new submission
+    the newest row is the old one, already scored. `Submission ref: N` from the submit names the new one."""
+    old = {"ref": 11, "fileName": "submission.csv", "date": "2026-03-01 09:00:00",
+           "description": "mcq alice/llmse-infer v3", "status": "SubmissionStatus.COMPLETE", "publicScore": "0.81",
+           "privateScore": "0.80"}
+    new = dict(old, ref=12, date="2026-03-02 09:00:00", status="SubmissionStatus.PENDING", publicScore="", privateScore="")
+    scored = dict(new, status="SubmissionStatus.COMPLETE", publicScore="0.84", privateScore="0.83")
+    fake.script(competitions_submit={"outcome": "ok", "ref": 12}, competitions_submissions=[
+        {"outcome": "rows", "rows": [old]}, {"outcome": "rows", "rows": [new, old]},
+        {"outcome": "rows", "rows": [scored, old]}])
+    assert ship_main("submit", "--version", "3", "--wait", "--poll-interval", "0", stage=tmp_path / "st") == 0
+    out = capsys.readouterr().out
+    assert "submission 12 is not listed yet, waiting" in out
+    assert "submission 12 (2026-03-02 09:00:00, 'mcq alice/llmse-infer v3'): COMPLETE, public score 0.84" in out
+    assert "submission 11" not in out and len(fake.calls()) == 4
 
 
 def test_submit_without_a_pushed_version_says_what_to_pass(fake, tmp_path, capsys):
@@ -268,7 +286,7 @@ def test_status_reports_datasets_kernel_and_submission(fake, tmp_path, capsys):
      "Your notebook tried to allocate more memory"),
     ("status", {"kernels_status": {"outcome": "ERROR", "message": "Exception in kernel.py"}}, "Exception in kernel.py"),
     ("submit", {"competitions_submit": "not_found"}, "Could not find competition or notebook"),
-    ("submit", {"competitions_submissions": {"outcome": "rows", "rows": [
+    ("submit", {"competitions_submit": {"outcome": "ok", "ref": 3}, "competitions_submissions": {"outcome": "rows", "rows": [
         {"ref": 3, "date": "2026-03-03 00:00:00", "description": "x", "status": "SubmissionStatus.ERROR"}]}},
      "failed on Kaggle"),
 ])
@@ -459,6 +477,8 @@ def test_kernel_status_and_submissions_are_read_from_the_cli_output():
             "4,submission.csv,2026-01-01 00:00:00,b,SubmissionStatus.COMPLETE,0.7,0.69\n")
     rows = parse_submissions(text)
     assert newest_submission(rows)["ref"] == "5" and newest_submission(rows, "b")["ref"] == "4"
+    assert newest_submission(rows, "b", ref="5")["ref"] == "5" and newest_submission(rows, ref="6") is None
+    assert newest_submission(rows, "c") is None  # never another submission instead of ours
     assert parse_submissions("No submissions found\n") == []
 
 
