@@ -115,17 +115,50 @@ def load_config(cls, path: str | Path | None, overrides: dict | None = None):
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
             f"{path or 'flags'}: unknown key(s) {unknown}. Known keys: {sorted(known)}"
         )
+    hints = typing.get_type_hints(cls)
+    values = {k: _typed(v, hints[k], f"{path}: {k}") for k, v in values.items()}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return cls(**values)
     except TypeError as err:
         raise ConfigError(f"{path or 'flags'}: {err}") from err
+
+
+def _typed(value, hint, where: str):
+    """A YAML value as the field's type. YAML reads `2e-5` (no dot) as a string, and one file for a list
+    field is natural to write without brackets; anything else of the wrong type is a ConfigError."""
+    base = _base_type(hint)
+    if value is None:
+        if base is not hint:  # Optional
+            return None
+        raise ConfigError(f"{where}: needs a value")
+    if typing.get_origin(base) is list:
+        item = typing.get_args(base)[0]
+        return [_scalar(v, item, where) for v in (value if isinstance(value, list) else [value])]
+    return _scalar(value, base, where)
+
+
+def _scalar(value, kind, where: str):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind in (int, float) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and (kind is float or float(value).is_integer()):
+            return kind(value)
+        if isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:

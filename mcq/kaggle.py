@@ -105,7 +105,13 @@ def resolve_refs(args: argparse.Namespace, creds: Credentials | None) -> Refs:
     owner = check_owner(args.owner or (creds.username if creds else None))
     kernel_slug = args.kernel_slug or args.kernel_dir.resolve().name
     args.kernel_title = args.kernel_title or kernel_slug.replace("-", " ")
-    kernel_metadata(owner, kernel_slug, args.kernel_title, [])  # validates slug and title
+    try:
+        kernel_metadata(owner, kernel_slug, args.kernel_title, [])  # validates slug and title
+    except KaggleSetupError as err:
+        if args.kernel_slug:
+            raise
+        raise KaggleSetupError(f"{err} (The slug was taken from the name of --kernel-dir {args.kernel_dir}; "
+                               "pass --kernel-slug to choose it.)") from err
     for what in ("models", "code"):
         dataset_metadata(owner, getattr(args, f"{what}_slug"), getattr(args, f"{what}_title"), args.license, what)
     return Refs(owner, args.models_slug, args.code_slug, kernel_slug)

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slugify import slugify  # python-slugify, which the kaggle CLI depends on and slugifies titles with
+
 from . import __version__
 from .io import atomic_write_text, replace_dir
 
@@ -102,11 +104,20 @@ def kernel_metadata(owner: str, slug: str, title: str, dataset_sources: Sequence
     """kernel-metadata.json for an internet-free GPU script kernel on the competition's data.
 
     `enable_internet` is written out because `kaggle kernels push` defaults it to true, and a code
-    competition refuses submissions from kernels with internet on.
+    competition refuses submissions from kernels with internet on. The title must slugify (as the kaggle
+    CLI does, with python-slugify) to the slug: Kaggle derives a new kernel's slug from its title.
     """
+    check_slug(slug, "kernel", "--kernel-slug", lo=5)
+    title = check_title(title, "kernel", "--kernel-title", lo=5)
+    if slugify(title) != slug:
+        raise KaggleSetupError(
+            f"--kernel-title '{title}' gives the slug '{slugify(title)}', not the kernel slug '{slug}': Kaggle links a "
+            f"kernel's title and slug, and a first push would create it under the title's. Use --kernel-title "
+            f"'{slug.replace('-', ' ')}' or --kernel-slug {slugify(title)}."
+        )
     return {
-        "id": f"{check_owner(owner)}/{check_slug(slug, 'kernel', '--kernel-slug', lo=5)}",
-        "title": check_title(title, "kernel", "--kernel-title", lo=5),
+        "id": f"{check_owner(owner)}/{slug}",
+        "title": title,
         "code_file": code_file,
         "language": "python",
         "kernel_type": "script",

@@ -136,6 +136,20 @@ def test_bad_names_are_refused(slug, title, licence, message):
         dataset_metadata("alice", slug, title, licence)
 
 
+def test_kernel_title_must_give_the_kernel_slug(fake, tmp_path, capsys):
+    """kaggle derives a new kernel's slug from its title (python-slugify) and only warns on a mismatch."""
+    assert kernel_metadata("alice", "llmse-infer", "LLMSE Infer", [])["title"] == "LLMSE Infer"
+    with pytest.raises(KaggleSetupError, match="gives the slug 'llmse-deberta-v3-inference', not the kernel slug "
+                                               "'llmse-infer'"):
+        kernel_metadata("alice", "llmse-infer", "LLMSE DeBERTa v3 inference", [])
+    folder = tmp_path / "kd"
+    folder.mkdir()
+    (folder / "kernel.py").write_text("print(1)\n")
+    assert ship_main("push-kernel", "--dry-run", stage=tmp_path / "st", kernel=folder) == 2
+    err = capsys.readouterr().err
+    assert "--kernel-slug 'kd'" in err and "taken from the name of --kernel-dir" in err
+
+
 def test_bad_slug_fails_before_staging(fake, exported, tmp_path, capsys):
     assert ship_main("push-models", "--models", str(exported), "--models-slug", "Bad_Slug", stage=tmp_path / "st") == 2
     assert "--models-slug 'Bad_Slug'" in capsys.readouterr().err

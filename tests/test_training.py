@@ -164,6 +164,21 @@ def test_cli_flags_override_the_yaml_and_unknown_keys_fail(tiny_deberta, questio
     assert rc == 2 and "unknown key" in capsys.readouterr().err
 
 
+def test_yaml_values_take_the_fields_types(tmp_path, capsys):
+    """PyYAML reads `2e-5` (no dot) as a string; a single file for a list key needs no brackets."""
+    (tmp_path / "c.yaml").write_text("lr: 2e-5\nadam_eps: 1e-8\ntrain: data/train.csv\nepochs: 2\nseeds: 7\n")
+    cfg = load_config(TrainConfig, tmp_path / "c.yaml")
+    assert cfg.lr == 2e-5 and cfg.adam_eps == 1e-8 and isinstance(cfg.epochs, float)
+    assert cfg.train == ["data/train.csv"] and cfg.seeds == [7]
+    for text, needle in (("per_device_batch: 4.5\n", "per_device_batch: expected int, got 4.5"),
+                         ("lr: fast\n", "lr: expected float, got 'fast'"),
+                         ("group_by_length: 1\n", "group_by_length: expected bool, got 1"),
+                         ("max_length:\n", "max_length: needs a value")):
+        (tmp_path / "bad.yaml").write_text(text)
+        rc = train_cli.main_guard(lambda: train_cli.main(["--config", str(tmp_path / "bad.yaml")]))
+        assert rc == 2 and needle in capsys.readouterr().err
+
+
 def test_cli_trains_and_prints_the_ensemble(tiny_deberta, question_files, tmp_path, capsys):
     args = ["--model", str(tiny_deberta), "--train", str(question_files["train"]), "--valid", str(question_files["valid"]),
             "--output-dir", str(tmp_path / "cli"), "--seeds", "0", "1", "--head-steps", "1", "--per-device-batch", "8",
