@@ -1,6 +1,7 @@
 """Small I/O helpers: atomic writes and the versions recorded in reports and model metadata."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -19,11 +20,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask (read once: setting it is the only way to read it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -204,10 +204,7 @@ def wait_dataset(cli: KaggleCLI, ref: str, interval: float, max_wait: float,
         if result is None:
             return
         if result.returncode != 0:
-            raise KaggleCommandError(
-                f"dataset {ref} not found (`{result.command}` exited {result.returncode}); push it first "
-                f"(python -m mcq.kaggle push-models / push-code) or fix the slug."
-            )
+            raise KaggleCommandError(f"dataset {ref}: {dataset_status_failure(result)}")
         state = dataset_state(result.output)
         if state == DATASET_READY:
             return
@@ -217,6 +214,15 @@ def wait_dataset(cli: KaggleCLI, ref: str, interval: float, max_wait: float,
             raise KaggleCommandError(f"dataset {ref} still '{state}' after {max_wait:g}s; try again later.")
         cli.say(f"dataset {ref}: {state}, waiting")
         sleep(interval)
+
+
+def dataset_status_failure(result) -> str:
+    """Why `kaggle datasets status` failed, in words: not found (push it, or fix the slug), or what Kaggle said."""
+    tail = " | ".join(result.output.strip().splitlines()[-3:]) or "(no output)"
+    if "404" in result.output or "not found" in result.output.lower():
+        return (f"not found (`{result.command}`: {tail}); push it first (python -m mcq.kaggle push-models / "
+                "push-code) or fix the slug.")
+    return f"could not read its status (`{result.command}` exited {result.returncode}: {tail})."
 
 
 def dataset_state(output: str) -> str:
@@ -321,10 +327,10 @@ def status(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> None:
         result = cli.run(["datasets", "status", ref], quiet=True)
         if result is None:
             continue
-        state = dataset_state(result.output) if result.returncode == 0 else "not found"
+        state = dataset_state(result.output) if result.returncode == 0 else dataset_status_failure(result)
         cli.say(f"{what} dataset {ref}: {state}")
         if state != DATASET_READY:
-            problems.append(f"{what} dataset {ref} is {state}")
+            problems.append(f"{what} dataset {ref}: {state}")
     result = cli.run(["kernels", "status", refs.kernel], quiet=True)
     if result is not None:
         kernel = parse_kernel_status(check_result(result).output)

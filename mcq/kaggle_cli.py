@@ -30,6 +30,7 @@ KERNEL_PUSH_ERROR = "Kernel push error: "
 # `kernels push` goes through but drops sources it cannot find: the kernel would then run without them.
 INVALID_SOURCES = re.compile(r"The following are not valid (dataset|competition|kernel) sources.*", re.MULTILINE)
 PUSHED_VERSION = re.compile(r"Kernel version (\d+) successfully pushed")
+KAGGLE_CLI_ENV = "MCQ_KAGGLE_CLI"  # path of the kaggle executable to run (tests point it at the stand-in)
 SUBMISSION_REF = re.compile(r"Submission ref: (\d+)")
 KERNEL_STATUS = re.compile(r'has status "([^"]*)"')
 FAILURE_MESSAGE = re.compile(r'Failure message: "(.*)"\s*\Z', re.DOTALL)
@@ -159,9 +160,7 @@ class KaggleCLI:
             self.say(f"$ {display(args)}")
         if self.dry_run:
             return None
-        exe = shutil.which("kaggle") or shutil.which("kaggle", path=str(Path(sys.executable).parent))
-        if exe is None:
-            raise KaggleSetupError("the kaggle CLI is not on PATH: pip install 'kaggle==2.2.5' six (or activate .venv).")
+        exe = kaggle_executable()
         proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 encoding="utf-8", errors="replace")
         lines = []
@@ -177,6 +176,20 @@ class KaggleCLI:
         return result
 
 
+def kaggle_executable(env=os.environ) -> str:
+    """$MCQ_KAGGLE_CLI when set; else the kaggle installed beside this Python (the version requirements.txt
+    pins, whose output we parse), even when another kaggle comes first on PATH; else the one on PATH."""
+    chosen = env.get(KAGGLE_CLI_ENV)
+    if chosen:
+        if not Path(chosen).is_file():
+            raise KaggleSetupError(f"${KAGGLE_CLI_ENV}={chosen}: no such file.")
+        return chosen
+    exe = shutil.which("kaggle", path=str(Path(sys.executable).parent)) or shutil.which("kaggle", path=env.get("PATH"))
+    if exe is None:
+        raise KaggleSetupError("the kaggle CLI is not installed: pip install 'kaggle==2.2.5' six (or activate .venv).")
+    return exe
+
+
 def check_result(result: CommandResult) -> CommandResult:
     """Raise KaggleCommandError for a non-zero exit or a failure the CLI reports with exit code 0."""
     out = result.output
@@ -189,8 +202,9 @@ def check_result(result: CommandResult) -> CommandResult:
     bad = INVALID_SOURCES.search(out)
     if bad:
         raise KaggleCommandError(
-            f"`{result.command}`: {bad.group(0).strip()} The kernel would run without them: check the "
-            "dataset ids (owner/slug) and that the datasets finished processing (python -m mcq.kaggle status)."
+            f"`{result.command}`: {bad.group(0).strip()} Kaggle took the push anyway: that kernel version runs "
+            "without these sources and must not be submitted. Check the dataset ids (owner/slug) and that the "
+            "datasets finished processing (python -m mcq.kaggle status), then push again."
         )
     if result.returncode != 0:
         tail = "\n".join(out.strip().splitlines()[-6:]) or "(no output)"

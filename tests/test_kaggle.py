@@ -68,7 +68,8 @@ class FakeKaggle:
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    """The stand-in CLI first on PATH, a clean HOME, no real credentials: KAGGLE_USERNAME/KAGGLE_KEY only."""
+    """The stand-in CLI ($MCQ_KAGGLE_CLI, and first on PATH), a clean HOME, no real credentials:
+    KAGGLE_USERNAME/KAGGLE_KEY only."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / "kaggle"
@@ -82,6 +83,7 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MCQ_KAGGLE_CLI", str(wrapper))  # else the real kaggle beside this Python is preferred
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
     monkeypatch.setenv("KAGGLE_KEY", SECRET)
     f = FakeKaggle(tmp_path)
@@ -134,6 +136,20 @@ def test_dataset_and_kernel_metadata_are_what_kaggle_accepts():
 def test_bad_names_are_refused(slug, title, licence, message):
     with pytest.raises(KaggleSetupError, match=message):
         dataset_metadata("alice", slug, title, licence)
+
+
+def test_the_kaggle_beside_this_python_wins_over_another_on_path(tmp_path):
+    from mcq.kaggle_cli import kaggle_executable
+
+    other = tmp_path / "kaggle"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    beside = Path(sys.executable).parent / "kaggle"
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    assert kaggle_executable(env) == (str(beside) if beside.is_file() else str(other))
+    assert kaggle_executable(env | {"MCQ_KAGGLE_CLI": str(other)}) == str(other)
+    with pytest.raises(KaggleSetupError, match="no such file"):
+        kaggle_executable({"MCQ_KAGGLE_CLI": str(tmp_path / "nothing")})
 
 
 def test_kernel_title_must_give_the_kernel_slug(fake, tmp_path, capsys):
@@ -278,7 +294,7 @@ def test_status_reports_datasets_kernel_and_submission(fake, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "models dataset alice/llmse-mcq-models: ready" in out and "code dataset alice/llmse-mcq-code: not found" in out
     assert "kernel alice/llmse-infer: COMPLETE" in out and "no submissions yet" in out
-    assert "code dataset alice/llmse-mcq-code is not found" in err
+    assert "code dataset alice/llmse-mcq-code: not found" in err and "push it first" in err
 
 
 # ---- failures the CLI reports with exit code 0, and its own non-zero exits ---------------------------
@@ -296,6 +312,8 @@ def test_status_reports_datasets_kernel_and_submission(fake, tmp_path, capsys):
     ("push-kernel", {"kernels_status": "CANCEL_ACKNOWLEDGED"}, "ended with CANCEL_ACKNOWLEDGED"),
     ("push-kernel", {"datasets_status": "not_found"}, "not found"),
     ("push-kernel", {"datasets_status": "failed"}, "is 'failed' on Kaggle"),
+    ("push-kernel", {"datasets_status": "server_error"}, "could not read its status (`kaggle datasets status "
+                                                         "alice/llmse-mcq-models` exited 1: 503 Server Error"),
     ("wait", {"kernels_status": {"outcome": "ERROR", "message": "Your notebook tried to allocate more memory"}},
      "Your notebook tried to allocate more memory"),
     ("status", {"kernels_status": {"outcome": "ERROR", "message": "Exception in kernel.py"}}, "Exception in kernel.py"),

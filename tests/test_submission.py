@@ -324,3 +324,18 @@ def test_write_array_replaces_an_existing_file(tmp_path):
     write_array(path, np.zeros((2, 5)))
     write_array(path, np.ones((4, 5)))
     assert np.array_equal(np.load(path), np.ones((4, 5)))
+
+
+def test_atomic_writes_get_the_usual_file_mode_and_leave_nothing_on_failure(tmp_path):
+    """mkstemp creates 0600 files: a submission in /kaggle/working must not end up unreadable to others."""
+    import os
+
+    from mcq.io import atomic_write, atomic_write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = atomic_write_text(tmp_path / "a.txt", "x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "b.txt", lambda tmp: (_ for _ in ()).throw(RuntimeError("disk full")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
