@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -191,6 +192,11 @@ def push_kernel(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> 
         wait_kernel(cli, refs.kernel, args.poll_interval, args.max_wait)
 
 
+# Failures of a status poll worth retrying: Kaggle's 5xx answers and network trouble (not a 4xx: a wrong slug stays wrong)
+TRANSIENT = re.compile(r"\b5\d\d Server Error|ConnectionError|Connection aborted|timed out|Timeout", re.I)
+STATUS_RETRIES = 3
+
+
 def wait(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> None:
     wait_kernel(cli, refs.kernel, args.poll_interval, args.max_wait)
 
@@ -237,10 +243,17 @@ def wait_kernel(cli: KaggleCLI, ref: str, interval: float, max_wait: float,
     if cli.dry_run:
         cli.run(["kernels", "status", ref])
         return
-    start, last = time.monotonic(), None
+    start, last, failures = time.monotonic(), None, 0
     cli.say(f"$ kaggle kernels status {ref}   (every {interval:g}s, at most {max_wait:g}s)")
     while True:
         result = cli.run(["kernels", "status", ref], quiet=True)
+        if result.returncode != 0 and TRANSIENT.search(result.output) and failures < STATUS_RETRIES:
+            failures += 1  # a long wait should not end on one server or network hiccup
+            cli.say(f"`{result.command}` failed ({result.output.strip().splitlines()[-1]}); "
+                    f"retry {failures} of {STATUS_RETRIES}")
+            sleep(interval)
+            continue
+        failures = 0
         check_result(result)
         status = parse_kernel_status(result.output)
         elapsed = time.monotonic() - start

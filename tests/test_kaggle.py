@@ -337,6 +337,20 @@ def test_waiting_is_bounded(fake, kernel_dir, tmp_path, capsys):
     assert "still RUNNING after 0s" in capsys.readouterr().err
 
 
+def test_a_server_hiccup_does_not_end_a_long_wait_but_a_wrong_slug_does(fake, kernel_dir, tmp_path, capsys):
+    fake.script(kernels_status=["RUNNING", "server_error", "server_error", "RUNNING", "COMPLETE"])
+    assert ship_main("wait", "--poll-interval", "0", stage=tmp_path / "st", kernel=kernel_dir) == 0
+    out = capsys.readouterr().out
+    assert "502 Server Error: Bad Gateway" in out and "retry 2 of 3" in out and "finished" in out
+    fake.script(kernels_status="server_error")  # down for good: gives up after the retries
+    assert ship_main("wait", "--poll-interval", "0", stage=tmp_path / "st2", kernel=kernel_dir) == 1
+    assert "retry 3 of 3" in capsys.readouterr().out
+    fake.script(kernels_status="not_found")
+    assert ship_main("wait", "--poll-interval", "0", stage=tmp_path / "st3", kernel=kernel_dir) == 1
+    out, err = capsys.readouterr()
+    assert "retry" not in out and "404 Client Error" in err
+
+
 def test_cli_authentication_required_is_reported(fake, exported, tmp_path, capsys):
     fake.script(datasets_create="auth")
     assert ship_main("push-models", "--models", str(exported), stage=tmp_path / "st") == 1

@@ -39,16 +39,16 @@ def kaggle_dirs(env=os.environ):
 
 def walk(root):
     """Every (folder, sub-folder names, file names) under root, sorted, at most MAX_DEPTH levels down.
-    A folder reached twice (a dataset mounted at two paths through a link) is listed once; hidden
-    folders (leftovers of an interrupted export) are skipped."""
+    A folder reached twice (a dataset mounted at two paths, by a link or a bind mount: same device and
+    inode) is listed once; hidden folders (leftovers of an interrupted export) are skipped."""
     base = len(Path(root).parts)
     seen = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
             dirs[:] = []
             continue
-        seen.add(real)
+        seen.add((stat.st_dev, stat.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if len(Path(folder).parts) - base >= MAX_DEPTH:
             dirs[:] = []
