@@ -189,7 +189,7 @@ def push_kernel(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> 
                                              "pushed": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     cli.say(f"pushed {refs.kernel} version {version}")
     if not args.no_wait:
-        wait_kernel(cli, refs.kernel, args.poll_interval, args.max_wait)
+        wait_kernel(cli, versioned(refs.kernel, version), args.poll_interval, args.max_wait)
 
 
 # Failures of a status poll worth retrying: Kaggle's 5xx answers and network trouble (not a 4xx: a wrong slug stays wrong)
@@ -198,7 +198,17 @@ STATUS_RETRIES = 3
 
 
 def wait(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> None:
-    wait_kernel(cli, refs.kernel, args.poll_interval, args.max_wait)
+    try:
+        version = last_pushed_version(args.stage_dir, refs.kernel)
+    except KaggleSetupError:
+        version = None  # pushed elsewhere: follow the latest version
+    wait_kernel(cli, versioned(refs.kernel, version), args.poll_interval, args.max_wait)
+
+
+def versioned(kernel: str, version: int | None) -> str:
+    """OWNER/SLUG/N: `kaggle kernels status` then reports that version's run, not whichever is latest
+    (right after a push, the latest can still be the previous version's finished run)."""
+    return kernel if version is None else f"{kernel}/{version}"
 
 
 def wait_dataset(cli: KaggleCLI, ref: str, interval: float, max_wait: float,

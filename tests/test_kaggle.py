@@ -234,6 +234,8 @@ def test_push_kernel_writes_metadata_pushes_and_waits(fake, kernel_dir, tmp_path
     push = fake.calls()[2]
     assert push["argv"] == ["kernels", "push", "-p", str(kernel_dir)]
     assert json.loads((tmp_path / "st" / "state.json").read_text())["version"] == 7
+    # the pushed version's run, not whichever is latest (right after a push: the previous, finished one)
+    assert {tuple(c["argv"]) for c in fake.calls()[3:]} == {("kernels", "status", "alice/llmse-infer/7")}
     out = capsys.readouterr().out
     assert "QUEUED" in out and "RUNNING" in out and "COMPLETE" in out
     assert "Your kernel title does not resolve" not in out
