@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = steps.add_parser("push-kernel", parents=[common, poll], help="push the kernel and wait for its run")
     p.add_argument("--machine-shape", default="NvidiaTeslaT4", help="Kaggle accelerator, e.g. NvidiaTeslaT4")
     p.add_argument("--no-wait", action="store_true", help="push and return; check later with the wait or status step")
-    steps.add_parser("wait", parents=[common, poll], help="wait for the kernel's latest run to finish")
+    steps.add_parser("wait", parents=[common, poll], help="wait for the run of the version push-kernel pushed (else the latest) to finish")
     p = steps.add_parser("submit", parents=[common, poll], help="submit the kernel's output and show the result")
     p.add_argument("-v", "--version", type=int, help="kernel version to submit (default: the one push-kernel pushed)")
     p.add_argument("-m", "--message", help="submission description")
