@@ -83,13 +83,28 @@ def _text(value: object) -> str:
 
 
 def _answer_index(value: object, options: Sequence[str], letters: Sequence[str]) -> int | None:
+    """The key as an index: a bare letter ('B', '(b)', 'Option B'), the option's own text ('4'), or a
+    letter and that option's text ('B. 4'). Anything else ('B cells.' when B is not 'cells', 'A or C')
+    is no key: a misread key would teach the model a wrong answer."""
     text = _text(value)
-    if text in options and text.upper() not in letters:  # the option's text instead of its letter
-        return options.index(text)
-    match = re.fullmatch(r"(?:option\s*)?\(?([A-Za-z])\)?[.):]?(?:\s.*)?", text, re.S | re.I)
+    same = [i for i, option in enumerate(options) if _option_key(option) == _option_key(text)]
+    if same and text.upper() not in letters:  # the option's text instead of its letter
+        return same[0]
+    match = re.fullmatch(r"(?:(?:the\s+)?(?:answer|option)\s*(?:is)?\s*:?\s*)?\(?([A-Za-z])\)?[.):]?", text, re.I)
+    if match is None:  # a letter, a separator, then text that must be that letter's option
+        match = re.fullmatch(r"\(?([A-Za-z])\)?[.):]\s+(.+)", text, re.S)
+        if match and match.group(1).upper() in letters:
+            option = options[list(letters).index(match.group(1).upper())]
+            match = match if _option_key(option) == _option_key(match.group(2)) else None
     if match and match.group(1).upper() in letters:
         return list(letters).index(match.group(1).upper())
     return None
+
+
+def _option_key(text: str) -> str:
+    """An option as compared with the others: case, spacing and a final full stop ignored, but never a
+    sign or symbol ('+1/2' and '-1/2', 'x > 0' and 'x < 0' are different answers)."""
+    return " ".join(text.lower().split()).rstrip(".").strip()
 
 
 def check_question(c: Candidate, letters: Sequence[str] = LETTERS) -> str | None:
@@ -103,7 +118,7 @@ def check_question(c: Candidate, letters: Sequence[str] = LETTERS) -> str | None
             return f"option {letter} is empty"
     seen: dict[str, str] = {}
     for letter, option in zip(letters, c.options):
-        key = _normalise(option) or option
+        key = _option_key(option)
         if key in seen:
             return f"options {seen[key]} and {letter} are the same"
         seen[key] = letter

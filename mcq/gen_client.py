@@ -46,9 +46,10 @@ def redact_url(url: str) -> str:
 
 
 def redact(text: str, secrets: Sequence[str | None]) -> str:
-    """Text with every secret (of 4+ characters) replaced by ***."""
+    """Text with every secret (of 4+ characters, surrounding whitespace ignored) replaced by ***."""
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        secret = (secret or "").strip()
+        if len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
 
@@ -77,13 +78,23 @@ def resolve_endpoints(cfg: GenerateConfig, env: Mapping[str, str], api_key: str 
     model = cfg.model or env.get("MCQ_LLM_MODEL")
     if not model:
         raise ConfigError(f"model: no model name; pass --model NAME or set MCQ_LLM_MODEL (GET {redact_url(base)}/models lists them)")
-    key = api_key or env.get("MCQ_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None
+    key = _clean_key(api_key or env.get("MCQ_LLM_API_KEY") or env.get("OPENAI_API_KEY"), "--api-key / MCQ_LLM_API_KEY")
     verify_base = cfg.verify_base_url or env.get("MCQ_LLM_VERIFY_BASE_URL")
     verify_base = _base_url(verify_base, "verify_base_url", "--verify-base-url", "MCQ_LLM_VERIFY_BASE_URL") if verify_base else base
     # The main key goes to the main server only; another server needs its own key.
-    verify_key = verify_api_key or env.get("MCQ_LLM_VERIFY_API_KEY") or (key if verify_base == base else None)
+    verify_key = (_clean_key(verify_api_key or env.get("MCQ_LLM_VERIFY_API_KEY"), "--verify-api-key / MCQ_LLM_VERIFY_API_KEY")
+                  or (key if verify_base == base else None))
     verify_model = cfg.verify_model or env.get("MCQ_LLM_VERIFY_MODEL") or model
     return Endpoint(base, model, key), Endpoint(verify_base, verify_model, verify_key)
+
+
+def _clean_key(key: str | None, where: str) -> str | None:
+    """A key as sent: surrounding whitespace dropped (a key read from a file ends with a newline, which
+    http.client would refuse in a header and quote, key and all, in its error); none inside."""
+    key = (key or "").strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in key):
+        raise ConfigError(f"{where}: the API key holds a space or control character; check how it was set")
+    return key or None
 
 
 def _base_url(value: str | None, name: str, flag: str, var: str) -> str:
@@ -194,6 +205,8 @@ class ChatClient:
             body["response_format"] = {"type": "json_object"}
         data = json.dumps(body).encode("utf-8")
         for attempt in range(self.max_retries + 1):
+            if self.stop.is_set():  # the run ended early (Ctrl-C, a fatal error): no new request, paid or not
+                raise RequestFailed(f"{self.endpoint.shown_url}: not sent, the run is stopping")
             try:
                 reply = self._post(data)
             except _Retryable as err:

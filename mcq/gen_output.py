@@ -65,6 +65,8 @@ class AppendFile:
         self._file = open(path, "ab")
         if header and self._file.tell() == 0:
             self.write(header)
+        elif self._file.tell() and not _ends_with_newline(path):
+            self.write("\n")  # a line torn by a crash: the next record starts on a line of its own
 
     def write(self, text: str) -> int:
         """Append text; return the file size in bytes after it."""
@@ -77,13 +79,25 @@ class AppendFile:
         self._file.close()
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 def format_row(row: dict, columns: list[str], fmt: str) -> str:
-    """One output record as text: a CSV line or a JSON line."""
+    """One output record as text: a CSV line or a JSON line. Line breaks in cells become '\\n' (the csv
+    writer leaves a lone '\\r' unquoted, and a reader would end the row there)."""
+    values = [_one_newline(row[c]) for c in columns]
     if fmt == "jsonl":
-        return json.dumps({c: row[c] for c in columns}, ensure_ascii=False) + "\n"
+        return json.dumps(dict(zip(columns, values)), ensure_ascii=False) + "\n"
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow([row[c] for c in columns])
+    csv.writer(buffer, lineterminator="\n").writerow(values)
     return buffer.getvalue()
+
+
+def _one_newline(value):
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
 @dataclass
@@ -114,6 +128,9 @@ def load_resume_state(out: Path, columns: list[str]) -> ResumeState:
     progress = read_progress(sidecar(out, ".progress.jsonl"))
     state = ResumeState(done={r["id"] for r in progress if "id" in r})
     if not out.is_file():
+        if state.done:
+            log.warning("%s is missing but %s records %d attempted slot(s): they are not redone. To start over, "
+                        "delete that file too.", out, sidecar(out, ".progress.jsonl"), len(state.done))
         return state
     offsets = [r["offset"] for r in progress if r.get("status") == "accepted" and isinstance(r.get("offset"), int)]
     _cut_unrecorded_tail(out, max(offsets, default=None))
@@ -130,6 +147,10 @@ def load_resume_state(out: Path, columns: list[str]) -> ResumeState:
 def _cut_unrecorded_tail(out: Path, last_offset: int | None) -> None:
     """Drop bytes after the last recorded row (written but unrecorded, or torn by a crash): that slot is redone."""
     size = out.stat().st_size
+    if last_offset is not None and last_offset > size:
+        log.warning("%s: shorter (%d bytes) than its progress file records (%d): edited or recreated? Keeping its "
+                    "complete lines", out, size, last_offset)
+        last_offset = None
     if last_offset is None:
         with open(out, "rb") as f:  # nothing recorded: only a torn last line can be told apart
             data = f.read()

@@ -329,6 +329,9 @@ class Generator:
             # On an error, requests in flight are dropped (unrecorded, a rerun repeats them) and retry no more.
             if not finished:
                 self.stop.set()
+                if in_flight:
+                    log.warning("stopping: %d request(s) in flight end within --timeout (%gs) and are not kept; "
+                                "no new request is sent (Ctrl-C again to quit at once)", len(in_flight), self.cfg.timeout)
             pool.shutdown(wait=finished, cancel_futures=True)
 
     def summary(self, counts: tuple[int, int, int], state: ResumeState, stopped: str | None, seconds: float) -> dict:

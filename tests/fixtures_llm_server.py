@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for tests of mcq.generate.
 
 Each passage carries a marker `[[mode-k]]`; the mode picks the reply to generation calls:
-good, fenced, think, malformed, invalid, long, dup, dupx, wrongkey, unsure, r429, r500, slow.
+good, fenced, think, malformed, invalid, long, dup, dupx, wrongkey, carriage, unsure, r429, r500, slow.
 Verification calls (they contain "single letter") are answered with the option marked TRUEFACT,
 or "I cannot tell" for `unsure`. Every call is recorded with its Authorization header. Only
 /v1/chat/completions exists (404 elsewhere); /redirect/... answers 307 to the path without /redirect.
@@ -89,6 +89,8 @@ def generation_reply(mode: str, topic: str, number: int, llm: ScriptedLLM) -> tu
         return 200, {}, json.dumps({**q, "prompt": llm.dupx_prompt.upper()})
     if mode == "wrongkey":
         return 200, {}, json.dumps({**q, "answer": "C"})
+    if mode == "carriage":  # a lone carriage return inside the prompt
+        return 200, {}, json.dumps({**q, "prompt": q["prompt"].replace(" is correct?", "\ris correct?")})
     first = llm.seen[("generate", topic, number)] == 1
     if mode == "r429" and first:
         return 429, {"Retry-After": "0"}, ""

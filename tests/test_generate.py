@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import socket
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from mcq.gen_checks import (
     Candidate, Deduper, ReplyError, check_lengths, check_question, next_key_position, parse_letter, parse_reply,
     place_answer,
 )
-from mcq.gen_client import MAX_RETRY_AFTER_S, backoff_delay, redact, redact_url, resolve_endpoints, retry_after_seconds
+from mcq.gen_client import (
+    MAX_RETRY_AFTER_S, ChatClient, RequestFailed, Usage, backoff_delay, redact, redact_url, resolve_endpoints,
+    retry_after_seconds,
+)
 from mcq.gen_errors import GenerateError
 from mcq.gen_inputs import (
     GENERATE_FIELDS, PROMPTS, VERIFY_FIELDS, Passage, format_examples, load_passages, load_template,
@@ -219,6 +223,50 @@ def test_without_passages_jsonl_and_main_with_env(llm, tmp_path, examples_csv, m
     assert_no_key(capsys, caplog, tmp_path)
 
 
+def test_line_breaks_in_replies_never_break_the_output_or_its_resume(llm, tmp_path):
+    folder = tmp_path / "cr"
+    folder.mkdir()
+    for i in (1, 2):
+        (folder / f"p{i}.txt").write_text(f"[[carriage-{i}]] A passage about tides {i}.", encoding="utf-8")
+    out = tmp_path / "cr.csv"
+    assert run(llm, out, passages=str(folder), limit=1)["accepted"] == 1
+    assert run(llm, out, passages=str(folder))["accepted"] == 1  # the resume reads the first row back
+    questions = rows_of(out)
+    assert len(questions) == 2 and all("\nis correct?" in p and "\r" not in p for p in questions.prompts)
+
+
+def test_a_key_read_from_a_file_keeps_working_and_never_shows(llm, tmp_path, examples_csv, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("MCQ_LLM_API_KEY", KEY + "\n")  # open("key.txt").read()
+    args = ["--out", str(tmp_path / "nl.csv"), "--n-questions", "2", "--examples", str(examples_csv),
+            "--base-url", llm.base_url, "--model", "m", "--no-progress"]
+    assert main(args) == 0
+    assert {c.auth for c in llm.calls} == {f"Bearer {KEY}"}
+    monkeypatch.setenv("MCQ_LLM_API_KEY", KEY[:4] + " " + KEY[4:])
+    assert main(args) == 2
+    assert "holds a space or control character" in capsys.readouterr().err
+    assert_no_key(capsys, caplog, tmp_path)
+
+
+def test_an_append_after_a_torn_line_starts_a_line_of_its_own(tmp_path):
+    path = tmp_path / "o.csv.progress.jsonl"
+    path.write_text('{"id": "a", "status": "accepted"}\n{"id": "b", "sta', encoding="utf-8")  # crash mid-write
+    f = AppendFile(path)
+    f.write('{"id": "c", "status": "accepted"}\n')
+    f.close()
+    assert [r["id"] for r in read_progress(path)] == ["a", "c"]
+
+
+def test_an_output_shortened_by_hand_still_resumes(llm, tmp_path, passages_dir, caplog):
+    out = tmp_path / "short.csv"
+    run(llm, out, passages=str(passages_dir), limit=4, verify=False)
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    out.write_text("".join(lines[:2]) + 'gen-torn,"Half a ro', encoding="utf-8")  # 3 rows deleted, then a torn one
+    run(llm, out, passages=str(passages_dir), limit=2, verify=False)
+    assert "shorter" in caplog.text
+    questions = rows_of(out)
+    assert len(questions) == 3 and "gen-torn" not in questions.ids
+
+
 def test_custom_templates_are_used(llm, tmp_path, passages_dir):
     gen = tmp_path / "gen.txt"
     gen.write_text("CUSTOM-GEN question $number of $n, $letters\n$passage\n$examples", encoding="utf-8")
@@ -288,6 +336,11 @@ def test_parse_reply_forms():
     assert parse_reply(json.dumps({**q, "answer": "4"})).answer == 1  # the option text
     assert parse_reply(json.dumps({**q, "answer": "B. 4"})).answer == 1
     assert parse_reply(json.dumps({**q, "answer": "F"})).answer is None
+    cells = {"prompt": "Which cells make antibodies?", "A": "T cells", "B": "Macrophages", "C": "Neutrophils",
+             "D": "B cells", "E": "NK cells"}
+    for answer, want in (("B cells.", 3), ("D", 3), ("Option D", 3), ("D) B cells", 3), ("the answer is D", 3),
+                         ("A or C", None), ("E. coli", None), ("B. T cells", None)):
+        assert parse_reply(json.dumps({**cells, "answer": answer})).answer == want, answer
     for bad in ("no json here", '{"prompt": "x"', json.dumps({"A": "1"}), json.dumps({**q, "prompt": 3})):
         with pytest.raises(ReplyError):
             parse_reply(bad)
@@ -298,6 +351,8 @@ def test_check_question_and_lengths():
     assert check_question(good) is None
     assert "option C is empty" in check_question(Candidate("Q?", ("3", "4", "", "6", "7"), 1))
     assert "B and D" in check_question(Candidate("Q?", ("3", "Four", "5", "four.", "7"), 1))
+    for signs in (("+1/2", "-1/2"), ("10^3 m", "10^-3 m"), ("x > 0", "x < 0"), ("H+", "H-")):
+        assert check_question(Candidate("Q?", (*signs, "5", "6", "7"), 1)) is None, signs  # different answers
     assert "answer" in check_question(Candidate("Q?", ("3", "4", "5", "6", "7"), None))
     assert "4 options" in check_question(Candidate("Q?", ("3", "4", "5", "6"), 1))
     assert check_lengths(good, 5, 100, 1, 10) is None
@@ -338,6 +393,19 @@ def test_dedup_threshold():
     assert len(d) == 2
     empty = Deduper([], 0.9)
     assert empty.similarity("anything at all") == 0.0 and empty.add("anything at all") and empty.is_duplicate("Anything at all!")
+
+
+def test_a_stopping_run_sends_no_new_request(llm, tmp_path):
+    """After Ctrl-C or a fatal error, a worker waking from its back-off, or about to verify, sends nothing."""
+    gen, _ = resolve_endpoints(config(llm, tmp_path / "s.csv"), {}, api_key=KEY)
+    stop = threading.Event()
+    client = ChatClient(gen, Usage(), timeout=1.0, max_retries=3, backoff=0.01, backoff_max=0.05, stop=stop)
+    assert client.complete([{"role": "user", "content": "[[good-1]] hi"}], 0.0, 16)
+    sent = len(llm.calls)
+    stop.set()
+    with pytest.raises(RequestFailed, match="not sent, the run is stopping"):
+        client.complete([{"role": "user", "content": "[[good-2]] hi"}], 0.0, 16)
+    assert len(llm.calls) == sent
 
 
 def test_backoff_and_retry_after():
