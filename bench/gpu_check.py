@@ -21,9 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from transformers import DebertaV2Config, DebertaV2ForMultipleChoice  # noqa: E402
+from transformers import DebertaV2Config  # noqa: E402
 
-from bench.attention_parity import TINY, compare, rows as parity_rows  # noqa: E402
+from bench.attention_parity import compare, rows as parity_rows  # noqa: E402
+from bench.common import TINY, random_deberta  # noqa: E402
 from mcq.arch import deberta_v3_large_config  # noqa: E402
 from mcq.attention import use_attention  # noqa: E402
 from mcq.batching import pad_to, token_budget_batches  # noqa: E402
@@ -49,7 +50,7 @@ def pair_lengths(n_pairs: int, mean: float, max_length: int, seed: int = 0) -> l
 
 def train_step_time(config, device, args, checkpointing: bool, attention: str) -> dict:
     """Median seconds of a recipe train step (bf16 autocast, AdamW over the recipe's groups) and peak memory."""
-    model = build(config, device).train()
+    model = random_deberta(config, device).train()
     use_attention(model, attention, device)
     set_phase(model, "full", freeze_word_embeddings=True)
     if checkpointing:
@@ -84,16 +85,10 @@ def train_step_time(config, device, args, checkpointing: bool, attention: str) -
 def inference_model(config, device, attention: str):
     """A random-weight model as mcq.predict runs it: fp16 on CUDA, eval mode, the chosen attention."""
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    model = build(config, device).to(dtype).eval()
+    model = random_deberta(config, device).to(dtype).eval()
     use_attention(model, attention, device)
     return model
 
-
-def build(config, device: torch.device):
-    """Random weights initialised on the device itself (seconds on a GPU, not a CPU init of 435M)."""
-    torch.manual_seed(0)
-    with device:
-        return DebertaV2ForMultipleChoice(config)
 
 
 @torch.inference_mode()
