@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .attention import check_attention, check_supported
+from .attention import check_supported
 from .data import read_questions
 from .export import find_model_folders
 from .data import Questions
@@ -43,12 +43,11 @@ def run_inference(
     attention: str = "eager",
 ) -> InferResult:
     """Predict with every model, mean-ensemble the logits, save logits and the validated submission."""
-    check_attention(attention)  # before the slow part: a typo should not cost a model load
     timings: dict[str, float] = {}
     start = time.perf_counter()
     folders = find_model_folders(models)
     infos = inspect_models(folders, allow_mixed=allow_mixed)
-    for info in infos:
+    for info in infos:  # before any model loads: a typo or a non-DeBERTa model fails in a second
         check_supported(attention, info.model_type, str(info.path))
     if weights is not None and len(weights) != len(infos):
         raise ValueError(f"{len(weights)} weights for {len(infos)} models ({[str(m.path) for m in infos]})")
