@@ -1,5 +1,8 @@
-# make demo  : set up .venv, train 3 seeds on the sample data (CPU, offline), infer, print the submission
-# make test  : set up .venv and run the test suite
+# make demo      : set up .venv, train 3 seeds on the sample data (CPU, offline), infer, print the submission
+# make test      : set up .venv, then lint, format check, types and the test suite (what CI runs)
+# make lint      : ruff (lint + format check) and mypy on mcq/ only
+# make clean     : remove .venv and caches; trained runs in runs/ are kept
+# make clean-runs: remove runs/ too (every trained model and runs/kaggle/state.json), after a confirmation
 PY ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
@@ -9,11 +12,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint pytest venv clean clean-runs
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "$(TORCH)"
@@ -25,8 +28,23 @@ demo: venv
 	$(PYTHON) train.py --config configs/demo.yaml
 	$(PYTHON) infer.py --models runs/demo/models --test data/sample/test.csv --out runs/demo/submission.csv
 
-test: venv
+lint: venv
+	$(VENV)/bin/ruff check mcq train.py infer.py
+	$(VENV)/bin/ruff format --check mcq train.py infer.py
+	$(VENV)/bin/mypy
+
+pytest: venv
 	$(PYTHON) -m pytest -q
 
+test: lint pytest
+
 clean:
-	rm -rf runs $(VENV)
+	rm -rf $(VENV) build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-runs:
+	@if [ "$(CONFIRM)" != "yes" ]; then \
+		printf "delete runs/ (every trained model and runs/kaggle/state.json)? [y/N] "; read answer; \
+		[ "$$answer" = y ] || [ "$$answer" = yes ] || { echo "kept runs/"; exit 1; }; \
+	fi
+	rm -rf runs

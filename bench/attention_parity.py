@@ -19,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from transformers import DebertaV2Config  # noqa: E402
 
-from bench.common import TINY, random_deberta  # noqa: E402
-from mcq.arch import deberta_v3_large_config  # noqa: E402
-from mcq.attention import use_attention  # noqa: E402
+from bench.common import random_deberta  # noqa: E402
+from mcq.core.arch import tiny_deberta_config  # noqa: E402
+from mcq.core.arch import deberta_v3_large_config  # noqa: E402
+from mcq.core.attention import use_attention  # noqa: E402
 
 # The classifier's bias adds the same number to every option's logit, which the softmax over options
 # cancels: its gradient is zero in exact arithmetic (both paths give ~1e-8 of rounding), so it is not compared.
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu_smoke else "cpu")
     if args.cpu_smoke:
-        config, args.lengths = DebertaV2Config(**TINY), [40]
+        config, args.lengths = tiny_deberta_config(), [40]
     else:
         config = deberta_v3_large_config()
         config.num_hidden_layers = args.layers

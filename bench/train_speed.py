@@ -2,7 +2,7 @@
 
     python bench/train_speed.py --repeats 3
 
-ours     : mcq.training pieces: TrainingArguments from `training_args` (length-grouped sampling),
+ours     : mcq.train pieces: TrainingArguments from `training_args` (length-grouped sampling),
            RecipeTrainer, our optimizer groups, MultipleChoiceCollator padding to a multiple of 8
 baseline : the same Trainer, arguments and optimizer, but random sampling and every pair padded to
            max_length (run_swag.py --pad_to_max_length)
@@ -23,12 +23,13 @@ import torch  # noqa: E402
 from transformers import AutoModelForMultipleChoice, AutoTokenizer, set_seed  # noqa: E402
 
 from bench.common import MINILM, TRAIN, cpu_name, median, timed  # noqa: E402
-from mcq.config import TrainConfig  # noqa: E402
-from mcq.data import read_questions  # noqa: E402
-from mcq.features import MultipleChoiceCollator, encode  # noqa: E402
-from mcq.model import resolve_model_path, set_phase  # noqa: E402
-from mcq.optim import build_optimizer, param_groups  # noqa: E402
-from mcq.training import RecipeTrainer, training_args  # noqa: E402
+from mcq.train.config import TrainConfig  # noqa: E402
+from mcq.core.data import read_questions  # noqa: E402
+from mcq.core.features import MultipleChoiceCollator, encode  # noqa: E402
+from mcq.core.model import resolve_model_path  # noqa: E402
+from mcq.train.phases import freeze_for, recipe_phases  # noqa: E402
+from mcq.train.optim import build_optimizer, param_groups  # noqa: E402
+from mcq.train.trainer import RecipeTrainer, training_args  # noqa: E402
 
 
 class TokenCounter:
@@ -47,16 +48,17 @@ def train_once(cfg: TrainConfig, features, tokenizer, naive: bool, out: Path) ->
     """One timed Trainer.train() of cfg.max_steps steps; the run_swag way when `naive`."""
     set_seed(0)
     model = AutoModelForMultipleChoice.from_pretrained(resolve_model_path(cfg.model))
-    set_phase(model, "full", cfg.freeze_word_embeddings)
+    full = recipe_phases(cfg, 5e-5)[-1]
+    freeze_for(model, full)
     counter = TokenCounter()
     model.register_forward_pre_hook(counter, with_kwargs=True)
-    args = training_args(cfg, out, 0, "full", has_valid=False)
+    args = training_args(cfg, full, out, 0, has_valid=False)
     if naive:
         args.train_sampling_strategy = "random"
         collator = MultipleChoiceCollator(tokenizer, padding="max_length", max_length=cfg.max_length)
     else:
         collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8)
-    groups = param_groups(model, 5e-5, cfg.layer_lr_shape, cfg.layer_lr_min, cfg.layer_lr_decay, cfg.weight_decay)
+    groups = param_groups(model, args.learning_rate, full.layers, args.weight_decay)
     trainer = RecipeTrainer(model=model, args=args, train_dataset=features, data_collator=collator,
                             processing_class=tokenizer, optimizers=(build_optimizer(groups, cfg.adam_eps), None))
     _, seconds = timed(trainer.train)

@@ -1,34 +1,51 @@
-"""Shared command-line plumbing: logging set-up and turning our errors into one clear line."""
+"""What every command shares: logging set-up, argument types checked at parse time, and the one guard
+that turns a user error (McqError) into one line and its exit code; any other exception is a bug and
+keeps its traceback."""
+
 from __future__ import annotations
 
+import argparse
 import logging
-import os
+import math
 import sys
 from collections.abc import Callable
 
-from .attention import AttentionError
-from .config import ConfigError
-from .data import DataError
-from .export import ModelFolderError
-from .submission import SubmissionError
-
-USER_ERRORS = (AttentionError, ConfigError, DataError, ModelFolderError, SubmissionError, FileNotFoundError)
+from mcq.errors import McqError
 
 
-def setup_logging() -> None:
-    """INFO to stderr for rank 0 only (torchrun prints every rank otherwise)."""
-    level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
+def setup_logging(main_process: bool = True) -> None:
+    """INFO to stderr (WARNING on the other torchrun ranks, which would print everything again)."""
+    level = logging.INFO if main_process else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def quiet_transformers() -> None:
+    """No per-file load/save progress bars from transformers (Trainer's own progress bar stays)."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # per-file load/save bars; Trainer's own progress bar stays
+    hf_logging.disable_progress_bar()
 
 
 def main_guard(fn: Callable[[], int | None]) -> int:
-    """Run a CLI entry point; a user error prints one 'error:' line and exits 2 instead of a traceback."""
-    setup_logging()
+    """Run a command; an McqError prints one '<label>: message' line and returns its exit code."""
     try:
         return fn() or 0
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except McqError as err:
+        print(f"{err.label}: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value

@@ -1,4 +1,5 @@
 """Small I/O helpers: atomic writes and the versions recorded in reports and model metadata."""
+
 from __future__ import annotations
 
 import functools
@@ -9,10 +10,12 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 VERSIONED = ("torch", "transformers", "tokenizers", "datasets", "safetensors", "numpy", "pandas")
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call write(tmp) on a temporary file beside `path`, then rename it over `path` (all or nothing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +42,16 @@ def _umask() -> int:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text atomically (UTF-8)."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_array(path: str | Path, array: np.ndarray) -> Path:
+    """Save a .npy atomically (np.save appends .npy to names without it, so write through a handle)."""
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+    return atomic_write(path, save)
 
 
 def replace_dir(tmp: str | Path, dest: str | Path) -> Path:

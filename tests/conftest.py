@@ -69,20 +69,16 @@ def _train_spm(folder: Path) -> None:
 def tiny_deberta(tmp_path_factory) -> Path:
     """A 2-layer DeBERTa-v3-style backbone (relative positions only, no token types) saved as a folder."""
     import torch
-    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2Tokenizer
+    from transformers import DebertaV2Model, DebertaV2Tokenizer
+
+    from mcq.core.arch import tiny_deberta_config
 
     folder = tmp_path_factory.mktemp("tiny-deberta")
     _train_spm(folder)
     tokenizer = DebertaV2Tokenizer.from_pretrained(folder)
     (folder / "spm.model").unlink()
     tokenizer.save_pretrained(folder)
-    config = DebertaV2Config(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512, type_vocab_size=0, relative_attention=True,
-        position_biased_input=False, pos_att_type=["p2c", "c2p"], position_buckets=32,
-        max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True, pad_token_id=0,
-        pooler_hidden_size=32,
-    )
+    config = tiny_deberta_config(vocab_size=len(tokenizer))
     torch.manual_seed(0)
     DebertaV2Model(config).save_pretrained(folder)
     return folder
@@ -124,3 +120,16 @@ def shared_data(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not present (the shared data folder sits beside the checkout)")
     return path
+
+
+def tiny_config(model, files, out, **kw):
+    """A TrainConfig for the tiny backbones: 2 head steps, one short epoch, small batches."""
+    from mcq.train.config import TrainConfig
+
+    values = dict(
+        train=[str(files["train"])], valid=str(files["valid"]), model=str(model), output_dir=str(out),
+        head_steps=2, head_lr=1e-2, epochs=1, per_device_batch=4, max_length=48, lr=1e-3,
+        logging_steps=1, save_steps=2, eval_batch=4,
+    )
+    values.update(kw)
+    return TrainConfig(**values)

@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 import torch
 import transformers
+
+from mcq.core.arch import tiny_deberta_config
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from bench import attention_parity, gpu_check, infer_speed, train_speed
 from bench.common import export_backbone, token_counts
-from mcq.config import TrainConfig
-from mcq.data import read_questions
-from mcq.features import encode
+from mcq.train.config import TrainConfig
+from mcq.core.data import read_questions
+from mcq.core.features import encode
 
 
 def test_gpu_check_cpu_smoke_prints_its_table(capsys):
@@ -25,7 +27,7 @@ def test_gpu_check_cpu_smoke_prints_its_table(capsys):
 
 def test_attention_parity_finds_the_switch_exact_on_cpu(capsys):
     pytest.importorskip("disentangled_flash")
-    config = transformers.DebertaV2Config(**attention_parity.TINY)
+    config = tiny_deberta_config()
     [result] = attention_parity.compare(config, torch.device("cpu"), [40])
     assert result["backend"] == "torch" and result["same_params"]
     assert result["logit_diff"] < 1e-5 and result["grad_diff"] < 1e-4

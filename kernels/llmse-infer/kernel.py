@@ -1,17 +1,20 @@
 """LLM Science Exam inference: a Kaggle script kernel that runs with the internet off.
 
 It searches the input root for the competition's test.csv, the exported models (folders holding
-mcq_model.json, from the models dataset) and our `mcq` package (from the code dataset), ensembles the
-models with mcq.infer.run_inference (fp16, every GPU) and writes submission.csv to the working folder.
-Nothing is installed and no path is hard-coded: UI-made kernels see /kaggle/input/<slug>/, API-pushed
-ones /kaggle/input/competitions/<slug>/ and /kaggle/input/datasets/<owner>/<slug>/.
+mcq_model.json, from the models dataset) and the wheel of our `mcq` package (from the code dataset, with
+wheels of any dependency Kaggle's image lacks), installs the wheels offline (`pip install --no-index
+--no-deps --target` a temporary folder), ensembles the models with mcq.core.infer.run_inference (fp16,
+every GPU) and writes submission.csv to the working folder. No path is hard-coded: UI-made kernels see
+/kaggle/input/<slug>/, API-pushed ones /kaggle/input/competitions/<slug>/ and /kaggle/input/datasets/<owner>/<slug>/.
 
 MCQ_KAGGLE_ROOT=DIR runs it on DIR/input and DIR/working instead of /kaggle (the local rehearsal:
-python -m mcq.rehearse). Only the standard library is imported before the mcq package is found.
+python -m mcq.rehearse). Only the standard library is imported before the mcq package is installed.
 """
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,8 +23,8 @@ ROOT_ENV = "MCQ_KAGGLE_ROOT"
 META_FILE = "mcq_model.json"
 SUBMISSION = "submission.csv"
 TIMINGS = "mcq_timings.json"
-# Padded tokens per forward pass; lower it if a T4 runs out of memory.
-BATCH_TOKENS = 16384
+# Padded tokens per forward pass (None: mcq's default, 16384); lower it if a T4 runs out of memory.
+BATCH_TOKENS = None
 # One weight per model for the logit mean, in model-folder order; None for equal weights.
 WEIGHTS = None
 MAX_DEPTH = 6  # /kaggle/input/datasets/<owner>/<slug>/<model>/ is 4 levels down
@@ -56,14 +59,14 @@ def walk(root):
 
 
 def find_inputs(input_root):
-    """(code folder to put on sys.path, model folders, test.csv) found under input_root."""
+    """(wheels to install, mcq's first, model folders, test.csv) found under input_root."""
     input_root = Path(input_root)
     if not input_root.is_dir():
         raise KernelError(f"{input_root}: no input folder. On Kaggle, attach the competition and the datasets.")
     code, models, tests = [], [], []
     for folder, _, files in walk(input_root):
-        if folder.name == "mcq" and "__init__.py" in files and "infer.py" in files:
-            code.append(folder.parent)
+        if any(f.startswith("mcq-") and f.endswith(".whl") for f in files):
+            code.append(folder)
         if META_FILE in files:
             models.append(folder)
         if "test.csv" in files:
@@ -72,15 +75,19 @@ def find_inputs(input_root):
 
 
 def pick_code(found, input_root):
+    """The code dataset's wheels, mcq's first: one folder holding an mcq-*.whl, with its dependencies' wheels."""
     if not found:
         raise KernelError(
-            f"no mcq package (mcq/__init__.py) under {input_root}: attach the code dataset "
+            f"no mcq wheel (mcq-*.whl) under {input_root}: attach the code dataset "
             "(python -m mcq.kaggle push-code) to this kernel."
         )
     if len(found) > 1:
-        raise KernelError(f"{len(found)} copies of the mcq package under {input_root}: {[str(p) for p in found]}. "
+        raise KernelError(f"{len(found)} code datasets (mcq wheels) under {input_root}: {[str(p) for p in found]}. "
                           "Attach one code dataset.")
-    return found[0]
+    wheels = sorted(found[0].glob("*.whl"), key=lambda w: (not w.name.startswith("mcq-"), w.name))
+    if sum(w.name.startswith("mcq-") for w in wheels) > 1:
+        raise KernelError(f"{found[0]} holds several mcq wheels: {[w.name for w in wheels]}. Push the code again.")
+    return wheels
 
 
 def pick_models(found, input_root):
@@ -108,15 +115,22 @@ def pick_test(found, input_root, competition=COMPETITION):
                       f"{[str(p) for p in found]}. Attach the competition data.")
 
 
-def import_mcq(code_root):
-    """Import mcq from the code dataset (first on sys.path, so no other copy can shadow it)."""
-    sys.path.insert(0, str(code_root))
+def install_mcq(wheels):
+    """pip install the wheels offline into a fresh temporary folder, put it first on sys.path, import mcq."""
+    site = Path(tempfile.mkdtemp(prefix="mcq-site-"))
+    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile", "--quiet",
+           "--disable-pip-version-check", "--target", str(site), *map(str, wheels)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KernelError(f"installing {[w.name for w in wheels]} failed (pip exited {proc.returncode}): "
+                          f"{(proc.stdout + proc.stderr).strip()[-1500:]}")
+    sys.path.insert(0, str(site))
     import mcq
-    import mcq.infer
+    import mcq.core.infer
 
     where = Path(mcq.__file__).resolve().parent
-    if where != (Path(code_root) / "mcq").resolve():
-        raise KernelError(f"imported mcq from {where}, not from the code dataset {code_root}.")
+    if where != (site / "mcq").resolve():
+        raise KernelError(f"imported mcq from {where}, not from the wheel installed in {site}.")
     return mcq
 
 
@@ -139,18 +153,20 @@ def run(env=os.environ):
     print(f"mcq kernel: input {input_root}, working {working}, run type {env.get('KAGGLE_KERNEL_RUN_TYPE', '-')}, "
           f"competition rerun: {rerun}", flush=True)
     start = time.perf_counter()
-    code_root, models, test = find_inputs(input_root)
+    wheels, models, test = find_inputs(input_root)
     find_s = time.perf_counter() - start
     print(f"test: {test}", flush=True)
     print(f"models ({len(models)}): {', '.join(str(m) for m in models)}", flush=True)
 
     start = time.perf_counter()
-    mcq = import_mcq(code_root)
+    mcq = install_mcq(wheels)
     import_s = time.perf_counter() - start
-    print(f"code: {Path(mcq.__file__).parent} (mcq {mcq.__version__}); devices: {describe_devices()}", flush=True)
+    print(f"code: {wheels[0]} (mcq {mcq.__version__}, {len(wheels) - 1} extra wheel(s)) installed in "
+          f"{import_s:.1f}s; devices: {describe_devices()}", flush=True)
     working.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = mcq.infer.run_inference(models, test, working / SUBMISSION, weights=WEIGHTS, batch_tokens=BATCH_TOKENS)
+    options = {"weights": WEIGHTS} | ({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {})
+    result = mcq.core.infer.run_inference(models, test, working / SUBMISSION, **options)
     total = time.perf_counter() - start
     t = result.timings
     timings = {
@@ -163,7 +179,7 @@ def run(env=os.environ):
     }
     timings["total_s"] = find_s + import_s + total
     report = {"n_questions": result.n_questions, "n_models": len(result.models), "timings": timings,
-              "submission": str(result.submission), "test": str(test), "code": str(code_root), "map3": result.map3}
+              "submission": str(result.submission), "test": str(test), "code": str(wheels[0]), "map3": result.map3}
     (working / TIMINGS).write_text(json.dumps(report, indent=2), encoding="utf-8")
     for name, score in result.map3.items():
         print(f"MAP@3 {name}: {score:.4f}", flush=True)

@@ -1,0 +1,275 @@
+"""Read question files (CSV, Parquet, JSONL) into one canonical, validated form.
+
+Every check runs before any training or inference starts, and every error names the file, the
+row and the column, and says what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mcq.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Option columns are single capital letters, contiguous from A (A-D for 4-option sets, A-E for LLMSE).
+OPTION_LETTERS = string.ascii_uppercase
+RESERVED = {"id", "prompt", "context", "answer"}
+
+
+@dataclass(frozen=True)
+class Questions:
+    """Questions in canonical form: options in letter order, answers as indices into `letters`."""
+
+    source: str
+    ids: list[str]
+    prompts: list[str]
+    options: list[list[str]]
+    letters: tuple[str, ...]
+    contexts: list[str] | None = None
+    answers: list[int] | None = None
+    generated_ids: bool = False  # the file had no id column; ids are row numbers
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def has_answers(self) -> bool:
+        return self.answers is not None
+
+    def head(self, n: int | None) -> Questions:
+        """The first n questions (all of them when n is None or larger than the set)."""
+        if n is None or n >= len(self):
+            return self
+        cut = slice(0, n)
+        return Questions(
+            source=self.source,
+            ids=self.ids[cut],
+            prompts=self.prompts[cut],
+            options=self.options[cut],
+            letters=self.letters,
+            contexts=None if self.contexts is None else self.contexts[cut],
+            answers=None if self.answers is None else self.answers[cut],
+            generated_ids=self.generated_ids,
+        )
+
+    def fingerprint(self) -> str:
+        """A short hash of the content (not the file name): tells whether saved logits belong to this set."""
+        content = [self.ids, self.prompts, self.options, list(self.letters), self.contexts, self.answers]
+        return hashlib.sha256(json.dumps(content).encode("utf-8")).hexdigest()[:16]
+
+
+def concat_questions(parts: list[Questions]) -> Questions:
+    """Join question sets with the same option letters into one (e.g. extra generated data)."""
+    if not parts:
+        raise DataError("no question files given")
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for part in parts[1:]:
+        if part.letters != first.letters:
+            raise DataError(
+                f"{part.source}: options {''.join(part.letters)} differ from {first.source}'s "
+                f"{''.join(first.letters)}; files trained together need the same option columns."
+            )
+        if part.has_answers != first.has_answers:
+            raise DataError(f"{part.source}: every training file needs an 'answer' column.")
+    with_context = any(p.contexts is not None for p in parts)
+    # row-number ids of files without an id column would collide, so they get the file's position
+    ids = [f"{k}-{i}" if p.generated_ids else i for k, p in enumerate(parts) for i in p.ids]
+    dupes = _duplicates(ids)
+    if dupes:
+        raise DataError(
+            f"ids {dupes[:5]} appear in more than one of {[p.source for p in parts]}; "
+            "give the files distinct ids (or drop the id column so ids are assigned)."
+        )
+    return Questions(
+        source="+".join(p.source for p in parts),
+        ids=ids,
+        prompts=[x for p in parts for x in p.prompts],
+        options=[x for p in parts for x in p.options],
+        letters=first.letters,
+        contexts=[x for p in parts for x in (p.contexts or [""] * len(p))] if with_context else None,
+        answers=[x for p in parts for x in (p.answers or [])] if first.has_answers else None,
+    )
+
+
+def read_questions(path: str | Path, require_answer: bool = False) -> Questions:
+    """Read and validate one question file; raise DataError naming file, row and column on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file. Check the path (it is read relative to {Path.cwd()}).")
+    frame, rows = _read_table(path)
+    return _canonical(frame, rows, str(path), require_answer)
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Load the raw table as strings plus a human label for each row ('line 7', 'row 3')."""
+    suffix = path.suffix.lower()
+    if suffix in {".csv", ".tsv", ".txt"}:
+        return _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        return _as_strings(frame), [f"row {i + 1}" for i in range(len(frame))]
+    if suffix in {".jsonl", ".json"}:
+        try:
+            frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+        except ValueError as err:
+            raise DataError(
+                f"{path}: not valid JSON{' Lines' if suffix == '.jsonl' else ''} ({err}). "
+                "Write one JSON object per line with keys prompt, A, B, ... (and answer for training)."
+            ) from err
+        return _as_strings(frame), [f"line {i + 1}" for i in range(len(frame))]
+    raise DataError(f"{path}: unknown file type '{suffix}'. Use .csv, .tsv, .parquet or .jsonl.")
+
+
+def _read_csv(path: Path, delimiter: str) -> tuple[pd.DataFrame, list[str]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not UTF-8 (byte {err.start}). Re-save the file as UTF-8 "
+            "(e.g. pandas: df.to_csv(path, encoding='utf-8'))."
+        ) from err
+    if not text.strip():
+        raise DataError(
+            f"{path}: the file is empty. It needs a header row (id,prompt,A,B,C,D,E[,answer]) and questions."
+        )
+    # the csv module refuses a cell over 131,072 characters by default; retrieved context can be longer
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+        records, labels = [], []
+        for record in reader:
+            if not any(cell.strip() for cell in record):
+                continue  # blank line, e.g. a trailing CRLF
+            if len(record) != len(header):
+                raise DataError(
+                    f"{path}: line {reader.line_num} has {len(record)} fields but the header has "
+                    f"{len(header)}. Quote fields that contain '{delimiter}' or line breaks, or fix the row."
+                )
+            records.append([cell.replace("\r\n", "\n") for cell in record])
+            labels.append(f"line {reader.line_num}")
+    except csv.Error as err:
+        raise DataError(f"{path}: line {reader.line_num} is malformed CSV ({err}). Check its quotes.") from err
+    return pd.DataFrame(records, columns=header, dtype=str), labels
+
+
+def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells as str with missing values as '' (the CSV reader keeps them as '' already)."""
+    frame = frame.rename(columns=lambda c: str(c).strip())
+    return frame.astype(object).where(frame.notna(), "").map(lambda v: v if isinstance(v, str) else str(v))
+
+
+def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer: bool) -> Questions:
+    if len(frame) == 0:
+        raise DataError(f"{source}: no questions below the header. Add rows or point at the right file.")
+    names = [c.lower() if c.lower() in RESERVED else c for c in frame.columns]
+    repeated = _duplicates(names)
+    if repeated:
+        raise DataError(
+            f"{source}: column '{repeated[0]}' appears more than once in the header. Rename or drop the copy."
+        )
+    columns = dict(zip(names, frame.columns))
+    if "prompt" not in columns:
+        raise DataError(
+            f"{source}: no 'prompt' column (columns are {list(frame.columns)}). "
+            "Rename the question column to 'prompt'."
+        )
+    letters = _option_letters(list(columns), source)
+    if require_answer and "answer" not in columns:
+        raise DataError(
+            f"{source}: no 'answer' column; training and validation files need the correct letter per row."
+        )
+
+    prompts = _column(frame, columns["prompt"]).tolist()
+    for i, prompt in enumerate(prompts):
+        if not prompt.strip():
+            raise DataError(f"{source}: {rows[i]}, column 'prompt' is empty. Fill it in or drop the row.")
+    options = [list(row) for row in zip(*(_column(frame, columns[x]).tolist() for x in letters))]
+    _warn_empty_options(options, letters, source)
+    ids = _ids(frame, columns, rows, source)
+    answers = _answers(frame, columns, rows, letters, options, source) if "answer" in columns else None
+    contexts = _column(frame, columns["context"]).tolist() if "context" in columns else None
+    return Questions(source, ids, prompts, options, tuple(letters), contexts, answers, "id" not in columns)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name].astype(str).str.strip()
+
+
+def _option_letters(columns: list[str], source: str) -> list[str]:
+    present = [c for c in columns if len(c) == 1 and c in OPTION_LETTERS]
+    if not present:
+        raise DataError(f"{source}: no option columns. Name them A, B, C, ... (columns are {columns}).")
+    letters = list(OPTION_LETTERS[: max(OPTION_LETTERS.index(c) for c in present) + 1])
+    missing = [x for x in letters if x not in present]
+    if missing:
+        raise DataError(
+            f"{source}: option column(s) {missing} missing while {sorted(present)} exist; "
+            "options must run A, B, C, ... without gaps."
+        )
+    if len(letters) < 2:
+        raise DataError(f"{source}: only one option column (A); a question needs at least two options.")
+    return letters
+
+
+def _warn_empty_options(options: list[list[str]], letters: list[str], source: str) -> None:
+    empty = sum(1 for opts in options for text in opts if not text)
+    if empty:
+        log.warning("%s: %d empty option cell(s) read as ''; they stay in play as blank options.", source, empty)
+
+
+def _duplicates(values: list[str]) -> list[str]:
+    seen, dupes = set(), []
+    for v in values:
+        if v in seen and v not in dupes:
+            dupes.append(v)
+        seen.add(v)
+    return dupes
+
+
+def _ids(frame: pd.DataFrame, columns: dict[str, str], rows: list[str], source: str) -> list[str]:
+    if "id" not in columns:
+        return [str(i) for i in range(len(frame))]
+    ids = _column(frame, columns["id"]).tolist()
+    first_seen: dict[str, int] = {}
+    for i, value in enumerate(ids):
+        if not value:
+            raise DataError(f"{source}: {rows[i]}, column 'id' is empty. Give every row an id (or drop the column).")
+        if value in first_seen:
+            raise DataError(
+                f"{source}: {rows[i]}, column 'id': id '{value}' already used on {rows[first_seen[value]]}. "
+                "Ids must be unique; fix or drop the duplicate row."
+            )
+        first_seen[value] = i
+    return ids
+
+
+def _answers(frame, columns, rows, letters, options, source) -> list[int]:
+    answers = []
+    for i, value in enumerate(_column(frame, columns["answer"]).str.upper().tolist()):
+        if value not in letters:
+            raise DataError(
+                f"{source}: {rows[i]}, column 'answer' is '{value}', not one of the option letters "
+                f"{''.join(letters)}. Write the letter of the correct option."
+            )
+        k = letters.index(value)
+        if not options[i][k]:
+            raise DataError(
+                f"{source}: {rows[i]}: the answer is {value} but column '{value}' is empty. Fix the key or the option."
+            )
+        answers.append(k)
+    return answers

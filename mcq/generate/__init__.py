@@ -1,0 +1,1 @@
+"""Extra training questions from any OpenAI-compatible chat server, with quality checks and resume."""

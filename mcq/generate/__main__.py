@@ -1,0 +1,5 @@
+"""`python -m mcq.generate`."""
+
+from mcq.generate.cli import run
+
+run()

@@ -1,0 +1,5 @@
+"""`python -m mcq.kaggle`."""
+
+from mcq.kaggle.cli import run
+
+run()

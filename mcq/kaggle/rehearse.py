@@ -1,0 +1,351 @@
+"""Rehearse the Kaggle run locally: `python -m mcq.rehearse --models runs/demo/models --test data/sample/test.csv`.
+
+Builds a Kaggle-like tree (input/ with the competition's test.csv and the two datasets unpacked as
+Kaggle unpacks `--dir-mode zip` uploads, an empty working/), runs kernels/llmse-infer/kernel.py as
+Kaggle does (its own `python kernel.py` process, cwd working/, KAGGLE_KERNEL_RUN_TYPE=Batch, no
+PYTHONPATH to this repository, no Kaggle credentials in its environment) with the network cut off,
+then checks submission.csv against the test ids and projects the runtime to the hidden test's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcq.cli import main_guard
+from mcq.errors import KaggleSetupError, RehearsalError
+from mcq.kaggle.stage import (
+    COMPETITION,
+    DATASET_METADATA,
+    SOURCE_DIR,
+    dataset_metadata,
+    stage_code,
+    stage_models,
+)
+
+DEFAULT_KERNEL = SOURCE_DIR / "kernels" / "llmse-infer" / "kernel.py"
+HIDDEN_TEST_QUESTIONS = 4000
+PROBE_ADDRESS = ("1.1.1.1", 53)
+NETWORK_ERRORS = (
+    "Network is unreachable",
+    "network access blocked",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "NetworkBlocked",
+)
+
+SANDBOX_DIR = Path(__file__).resolve().parent / "sandbox"  # sitecustomize.py (the network cut) and probe.py
+
+
+@dataclass
+class Sandbox:
+    """How the kernel's network is cut: its own network namespace (unshare --net) or a sitecustomize hook."""
+
+    name: str
+    prefix: list[str]
+    pythonpath: Path | None = None
+
+    def describe(self) -> str:
+        if self.name == "unshare":
+            return "unshare --net (own network namespace, no interface up)"
+        return "sitecustomize.py on the kernel's PYTHONPATH (socket connect/look-up to non-loopback raises)"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m mcq.rehearse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="+", type=Path, required=True, help="exported model folders, or folders holding several"
+    )
+    parser.add_argument(
+        "--test", type=Path, required=True, help="a test.csv in the competition layout (id,prompt,A..E)"
+    )
+    parser.add_argument("--kernel", type=Path, default=DEFAULT_KERNEL, help="the kernel script to run")
+    parser.add_argument(
+        "--root", type=Path, help="build the Kaggle tree here and keep it (default: a temporary folder, removed)"
+    )
+    parser.add_argument(
+        "--layout",
+        choices=["ui", "api"],
+        default="ui",
+        help="mount points: ui = input/<slug>/, api = input/competitions/<slug>/ and input/datasets/<owner>/<slug>/",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=["auto", "unshare", "sitecustomize"],
+        default="auto",
+        help="how the kernel's network is cut (auto: unshare --net when it works)",
+    )
+    parser.add_argument("--timeout", type=float, default=3 * 3600.0, help="seconds before the kernel is stopped")
+    parser.add_argument(
+        "--target-questions", type=int, default=HIDDEN_TEST_QUESTIONS, help="size to project the runtime to"
+    )
+    parser.add_argument(
+        "--allow-mixed", action="store_true", help="allow models with different tokenizers or max_length"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = args.root or Path(tempfile.mkdtemp(prefix="mcq-rehearse-"))
+    try:
+        rehearse(args, root)
+        return 0
+    finally:
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def rehearse(args: argparse.Namespace, root: Path) -> dict:
+    """Build the tree, run the kernel sandboxed, validate its submission; return the kernel's timings report."""
+    from mcq.core.data import read_questions
+
+    if args.test.suffix.lower() != ".csv":
+        raise KaggleSetupError(f"--test {args.test}: Kaggle's test file is a CSV; pass one.")
+    questions = read_questions(args.test)
+    if not args.kernel.is_file():
+        raise KaggleSetupError(f"--kernel {args.kernel}: not found.")
+    build_tree(root, args.models, args.test, args.kernel, args.layout, args.allow_mixed)
+    sandbox = choose_sandbox(args.sandbox, root / "sandbox")
+    print(f"network for the kernel: {check_network_blocked(sandbox, root)}", flush=True)
+
+    start = time.perf_counter()
+    code, output = run_kernel(root, sandbox, args.timeout)
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise RehearsalError(explain_failure(code, output))
+    report = check_outputs(root, questions)
+    t = report["timings"]
+    projection = project_runtime(t, report["n_questions"], args.target_questions)
+    print(f"kernel ran in {wall:.1f}s (exit 0) on {report['n_questions']} questions, {report['n_models']} model(s)")
+    print(
+        "stages: "
+        + ", ".join(f"{k[:-2]} {t[k]:.1f}s" for k in ("find_s", "load_s", "tokenise_s", "predict_s", "write_s"))
+        + f" (forward passes {t['forward_s']:.1f}s of predict; the rest is paid once per model)"
+    )
+    print(
+        f"submission valid: {root / 'working' / 'submission.csv'} ({len(questions)} ids in test order, "
+        "three distinct letters each)"
+    )
+    print(
+        f"projected for {args.target_questions} questions on this machine: {projection['projected_s']:.0f}s "
+        f"= fixed {projection['fixed_s']:.1f}s + {args.target_questions} x "
+        f"{projection['per_question_s'] * 1000:.1f}ms "
+        "(Kaggle's T4s differ from this machine: scale by their speed ratio)"
+    )
+    return report
+
+
+def build_tree(
+    root: Path,
+    models: list[Path],
+    test: Path,
+    kernel: Path,
+    layout: str,
+    allow_mixed: bool = False,
+    owner: str = "rehearsal",
+) -> None:
+    """input/ (competition data and the two datasets as Kaggle mounts them), empty working/, the kernel in src/."""
+    if (root / "input").exists() or (root / "working").exists():
+        raise KaggleSetupError(f"--root {root}: already holds input/ or working/; pick an empty folder.")
+    staged = root / "staged"
+    models_meta = dataset_metadata(owner, "llmse-mcq-models", "LLMSE mcq models")
+    code_meta = dataset_metadata(owner, "llmse-mcq-code", "LLMSE mcq inference code", what="code")
+    datasets = [
+        stage_models(models, staged / "models", models_meta, allow_mixed=allow_mixed),
+        stage_code(staged / "code", code_meta),
+    ]
+    inp = root / "input"
+    comp = inp / ("competitions" if layout == "api" else "") / COMPETITION
+    comp.mkdir(parents=True)
+    shutil.copyfile(test, comp / "test.csv")
+    for ds in datasets:
+        owner_slug, slug = ds.ref.split("/")
+        dest = inp / "datasets" / owner_slug / slug if layout == "api" else inp / slug
+        unpack_like_kaggle(ds.path, dest, root / "zips")
+    (root / "working").mkdir()
+    (root / "src").mkdir()
+    shutil.copyfile(kernel, root / "src" / "kernel.py")
+    folders = [str(p.relative_to(root)) for p in sorted(inp.rglob("*")) if p.is_dir()]
+    print(f"Kaggle tree ({layout} layout) at {root}: {', '.join(folders)}")
+
+
+def unpack_like_kaggle(staged: Path, dest: Path, scratch: Path) -> None:
+    """What the kaggle CLI uploads from a staged folder and how the dataset then appears: top-level files as
+    they are, each sub-folder zipped (as `--dir-mode zip` does) and unpacked by Kaggle into a folder of that
+    name; dataset-metadata.json is read by the CLI, not uploaded."""
+    dest.mkdir(parents=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(staged.iterdir()):
+        if entry.name == DATASET_METADATA:
+            continue
+        if entry.is_file():
+            shutil.copy2(entry, dest / entry.name)
+        elif entry.is_dir():
+            archive = shutil.make_archive(str(scratch / entry.name), "zip", entry)
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(dest / entry.name)
+            os.unlink(archive)
+
+
+def choose_sandbox(kind: str, workdir: Path) -> Sandbox:
+    """unshare --net when it works (root, or user namespaces allowed), else a sitecustomize hook."""
+    if kind in ("auto", "unshare") and shutil.which("unshare"):
+        ok = subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
+        if ok:
+            return Sandbox("unshare", ["unshare", "--net"])
+    if kind == "unshare":
+        raise KaggleSetupError(
+            "--sandbox unshare: `unshare --net` does not work here (needs root or user namespaces)."
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SANDBOX_DIR / "sitecustomize.py", workdir / "sitecustomize.py")
+    return Sandbox("sitecustomize", [], workdir)
+
+
+def kernel_env(root: Path, sandbox: Sandbox) -> dict[str, str]:
+    """The kernel's whole environment: Kaggle's run variables, offline switches, no credentials, no repo path."""
+    (root / "home").mkdir(exist_ok=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root / "home"),
+        "TMPDIR": str(root / "tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "MCQ_KAGGLE_ROOT": str(root),
+        "KAGGLE_KERNEL_RUN_TYPE": "Batch",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    if sandbox.pythonpath is not None:
+        env["PYTHONPATH"] = str(sandbox.pythonpath)
+    return env
+
+
+def check_network_blocked(sandbox: Sandbox, root: Path) -> str:
+    """Run a probe the way the kernel runs and make sure it cannot connect out; say how it was blocked."""
+    script = (SANDBOX_DIR / "probe.py").read_text(encoding="utf-8")
+    proc = subprocess.run(
+        [*sandbox.prefix, sys.executable, "-c", script, *map(str, PROBE_ADDRESS)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=kernel_env(root, sandbox),
+        timeout=60,
+    )
+    try:
+        probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError) as err:
+        raise RehearsalError(
+            f"the network probe did not run ({proc.returncode}): {proc.stderr.strip()[-500:]}"
+        ) from err
+    if probe["error"] is None:
+        raise RehearsalError(
+            f"the network is NOT blocked for the kernel ({sandbox.describe()}): the probe reached {PROBE_ADDRESS}."
+        )
+    ours = os.readlink("/proc/self/ns/net") if os.path.exists("/proc/self/ns/net") else None
+    own_ns = probe["netns"] is not None and probe["netns"] != ours
+    if sandbox.name == "unshare" and not own_ns:
+        raise RehearsalError("unshare --net ran but the probe shares this process's network namespace.")
+    return (
+        f"blocked by {sandbox.describe()}; probe connect to {PROBE_ADDRESS[0]}:{PROBE_ADDRESS[1]} -> {probe['error']}"
+    )
+
+
+def run_kernel(root: Path, sandbox: Sandbox, timeout: float) -> tuple[int, str]:
+    """`python kernel.py` in working/, output streamed with a '| ' prefix; (exit code, output)."""
+    cmd = [*sandbox.prefix, sys.executable, str(root / "src" / "kernel.py")]
+    print(f"$ {' '.join(cmd)}   (cwd {root / 'working'})", flush=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root / "working",
+        env=kernel_env(root, sandbox),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            print(f"  | {line.rstrip()}", flush=True)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+        lines.append(f"(stopped after {timeout:g}s: raise --timeout)\n")
+    reader.join(timeout=10)
+    return code, "".join(lines)
+
+
+def explain_failure(code: int, output: str) -> str:
+    tail = "\n".join(output.strip().splitlines()[-8:])
+    hits = [line.strip() for line in output.splitlines() if any(m in line for m in NETWORK_ERRORS)]
+    network = hits[-1] if hits else None  # the exception's own line comes last in a traceback
+    if network:
+        return (
+            f"the kernel tried to use the network (exit {code}), which a Kaggle kernel with internet off "
+            f"cannot: {network}\n{tail}"
+        )
+    return f"the kernel exited {code}:\n{tail}"
+
+
+def check_outputs(root: Path, questions) -> dict:
+    """submission.csv matches the test ids in order with three distinct letters; the staged code was used."""
+    import pandas as pd
+
+    from mcq.core.submission import validate_submission
+    from mcq.errors import SubmissionError
+
+    working = root / "working"
+    path = working / "submission.csv"
+    if not path.is_file():
+        raise RehearsalError(f"the kernel exited 0 but wrote no {path}.")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        validate_submission(frame, questions.ids, questions.letters)
+    except SubmissionError as err:
+        raise RehearsalError(f"{path}: {err}") from err
+    report = json.loads((working / "mcq_timings.json").read_text(encoding="utf-8"))
+    if not Path(report["code"]).resolve().is_relative_to((root / "input").resolve()):
+        raise RehearsalError(f"the kernel imported mcq from {report['code']}, not from the code dataset under input/.")
+    return report
+
+
+def project_runtime(timings: dict, n_questions: int, target: int = HIDDEN_TEST_QUESTIONS) -> dict:
+    """Per-question costs (tokenising, forward passes, writing) scaled linearly to `target` questions, plus
+    the fixed costs (finding files, imports, reading weights and tokenizers: predict minus forward passes)."""
+    forward = min(timings["forward_s"], timings["predict_s"])
+    fixed = timings["find_s"] + timings["load_s"] + timings["predict_s"] - forward
+    per_question = (timings["tokenise_s"] + forward + timings["write_s"]) / n_questions
+    return {"fixed_s": fixed, "per_question_s": per_question, "projected_s": fixed + per_question * target}
+
+
+def run() -> None:
+    """Console-script entry point (mcq-rehearse, python -m mcq.rehearse)."""
+    sys.exit(main_guard(main))

@@ -1,0 +1,1 @@
+"""The rehearsal's network cut: sitecustomize.py (copied onto the kernel's PYTHONPATH) and probe.py."""

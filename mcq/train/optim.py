@@ -1,0 +1,52 @@
+"""AdamW with one parameter group per (layer group, decay/no-decay), built from the model itself."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+from transformers.trainer_pt_utils import get_parameter_names
+
+from mcq.core.model import layer_groups
+from mcq.train.lr import LayerRule
+
+
+def decay_parameter_names(model: PreTrainedModel) -> set[str]:
+    """Parameters that get weight decay: everything but biases and norm weights (as Trainer decides)."""
+    norms = [torch.nn.LayerNorm, torch.nn.modules.normalization.RMSNorm]
+    names = get_parameter_names(model, norms, ["bias", "layernorm", "rmsnorm", "norm"])
+    return set(names)
+
+
+def param_groups(model: PreTrainedModel, top_lr: float, layers: LayerRule, weight_decay: float) -> list[dict]:
+    """Optimizer groups of the trainable parameters only, each tagged with its layer-group name.
+
+    A layer group's LR is top_lr x its LayerRule factor (bottom to top); frozen parameters are left out,
+    and every trainable one is in exactly one group.
+    """
+    groups = layer_groups(model)
+    factors = layers.factors(len(groups))
+    params = dict(model.named_parameters())
+    with_decay = decay_parameter_names(model)
+    out = []
+    for (name, names), factor in zip(groups, factors):
+        trainable = [n for n in names if params[n].requires_grad]
+        for suffix, wd, keep in (("", weight_decay, True), (".no_decay", 0.0, False)):
+            chosen = [n for n in trainable if (n in with_decay) == keep]
+            if chosen:
+                out.append(
+                    {
+                        "name": name + suffix,
+                        "params": [params[n] for n in chosen],
+                        "param_names": chosen,
+                        "lr": top_lr * factor,
+                        "weight_decay": wd,
+                    }
+                )
+    return out
+
+
+def build_optimizer(groups: list[dict], eps: float) -> torch.optim.AdamW:
+    """AdamW over prepared groups; eps 1e-6 as DeBERTa was trained (1e-8 has gone NaN in fp16)."""
+    if not groups:
+        raise ValueError("no trainable parameters: check the freezing settings")
+    return torch.optim.AdamW(groups, lr=groups[-1]["lr"], eps=eps, fused=False)

@@ -1,0 +1,75 @@
+"""The recipe's two phases as objects: what trains, at which top LR, with which per-layer rule and schedule.
+
+Phase 1 (head) trains only the new head at a constant LR, so random-head gradients cannot wreck the
+pretrained weights; phase 2 (full) trains everything but (optionally) the word embeddings, with
+layer-wise LRs under a linear warm-up and decay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import PreTrainedModel
+
+from mcq.core.model import layer_groups, word_embedding_names
+from mcq.train.config import TrainConfig
+from mcq.train.lr import LayerRule, lr_at, warmup_steps_for
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One Trainer run of a seed; `number` names its checkpoint folder (seedN/phase1, seedN/phase2)."""
+
+    name: str  # "head" or "full"
+    number: int
+    top_lr: float
+    layers: LayerRule = field(default_factory=LayerRule)
+    schedule: str = "constant"  # or "linear": warm-up, then linear decay to 0
+    warmup: float = 0.0  # transformers 5 `warmup_steps`: a step count when >= 1, a ratio of the phase's steps when < 1
+    max_steps: int = -1  # > 0 overrides epochs
+    epochs: float = 1.0
+    freeze_word_embeddings: bool = True
+
+    @classmethod
+    def head(cls, lr: float, steps: int = 100) -> Phase:
+        return cls("head", 1, lr, max_steps=steps)
+
+    @classmethod
+    def full(cls, lr: float, layers: LayerRule | None = None, **kw) -> Phase:
+        return cls("full", 2, lr, layers or LayerRule(), schedule="linear", **kw)
+
+    @property
+    def title(self) -> str:
+        return f"phase {self.number} ({self.name})"
+
+    def lr_at(self, group: int, n_groups: int, step: int, total_steps: int) -> float:
+        """The LR of layer group `group` (0 = embeddings) at optimizer step `step` of this phase."""
+        factor = self.layers.factors(n_groups)[group]
+        return lr_at(self.top_lr, factor, self.schedule, step, total_steps, warmup_steps_for(self.warmup, total_steps))
+
+
+def recipe_phases(cfg: TrainConfig, top_lr: float) -> list[Phase]:
+    """The phases a seed runs: head only (unless head_steps is 0), then full at the derived top LR."""
+    full = Phase.full(
+        top_lr,
+        LayerRule(cfg.layer_lr_shape, cfg.layer_lr_min, cfg.layer_lr_decay),
+        warmup=cfg.warmup_ratio,
+        max_steps=cfg.max_steps,
+        epochs=cfg.epochs,
+        freeze_word_embeddings=cfg.freeze_word_embeddings,
+    )
+    return ([Phase.head(cfg.head_lr, cfg.head_steps)] if cfg.head_steps > 0 else []) + [full]
+
+
+def freeze_for(model: PreTrainedModel, phase: Phase) -> None:
+    """Head phase: only the head trains. Full phase: all but (optionally) the word embeddings."""
+    head = set(layer_groups(model)[-1][1])
+    frozen_words = word_embedding_names(model) if phase.freeze_word_embeddings else set()
+    for name, param in model.named_parameters():
+        param.requires_grad = name in head if phase.name == "head" else name not in frozen_words
+
+
+def head_state(model: PreTrainedModel) -> dict:
+    """The head's weights: all that phase 1 changes, so all that must be kept between phases."""
+    head = set(layer_groups(model)[-1][1])
+    return {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if k in head}

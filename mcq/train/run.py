@@ -1,0 +1,289 @@
+"""The recipe, seed by seed: each phase trains through transformers' Trainer, then the seed is exported,
+scored through the inference path, and the seeds are ensembled.
+
+Trainer runs the loop (precision, accumulation, torchrun, resume, trackers); this module only prepares
+what goes into it: the data, the frozen parameters and the optimizer groups of each phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from mcq.core.attention import use_attention
+from mcq.core.data import Questions, concat_questions, read_questions
+from mcq.core.export import commit_export, export_meta, stage_export, write_meta
+from mcq.core.features import MultipleChoiceCollator, encode
+from mcq.core.metrics import map3_score, mean_logits
+from mcq.core.model import (
+    count_parameters,
+    load_multiple_choice,
+    load_tokenizer,
+    resolve_model_path,
+    word_embedding_names,
+)
+from mcq.core.predict import inspect_models, models_logits
+from mcq.errors import ConfigError, DataError
+from mcq.io import atomic_write, atomic_write_text, write_array
+from mcq.train import distributed
+from mcq.train.config import TrainConfig
+from mcq.train.layout import RunLayout
+from mcq.train.lr import effective_batch, scaled_lr
+from mcq.train.optim import build_optimizer, param_groups
+from mcq.train.phases import Phase, freeze_for, head_state, recipe_phases
+from mcq.train.report import write_report
+from mcq.train.trainer import RecipeTrainer, eval_metrics, training_args, warn_if_batch_shrank
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunData:
+    """Everything shared by the seeds of one run: tokenised data and the derived top LR."""
+
+    train: Questions
+    valid: Questions | None
+    train_features: Dataset
+    valid_features: Dataset | None
+    tokenizer: PreTrainedTokenizerBase
+    model_path: str
+    top_lr: float
+
+
+def load_run_data(cfg: TrainConfig) -> RunData:
+    """Read, validate and tokenise all data before any training starts."""
+    cfg.check_ready()
+    files = cfg.train + cfg.extra_train
+    train = concat_questions([read_questions(p, require_answer=True) for p in files]).head(cfg.max_train)
+    valid = read_questions(cfg.valid, require_answer=True).head(cfg.max_valid) if cfg.valid else None
+    if valid is not None and valid.letters != train.letters:
+        raise DataError(
+            f"{cfg.valid}: options {''.join(valid.letters)} but training data has {''.join(train.letters)}; "
+            "validation must have the same option columns."
+        )
+    model_path = resolve_model_path(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+    return RunData(
+        train=train,
+        valid=valid,
+        train_features=encode(train, tokenizer, cfg.max_length),
+        valid_features=encode(valid, tokenizer, cfg.max_length) if valid else None,
+        tokenizer=tokenizer,
+        model_path=model_path,
+        top_lr=derive_lr(cfg),
+    )
+
+
+def derive_lr(cfg: TrainConfig) -> float:
+    """The top LR: given, or scaled from the pre-training recipe to this run's effective batch (printed)."""
+    devices = distributed.data_parallel_devices()
+    batch = effective_batch(cfg.per_device_batch, cfg.grad_accum, devices)
+    if cfg.lr is not None:
+        log.info("lr = %.3g (set explicitly; effective batch %d)", cfg.lr, batch)
+        return cfg.lr
+    lr = scaled_lr(cfg.base_lr, cfg.base_batch, batch)
+    log.info(
+        "lr = base_lr %.3g x effective batch %d (%d per device x %d accumulation x %d device(s)) "
+        "/ base_batch %d = %.4g",
+        cfg.base_lr,
+        batch,
+        cfg.per_device_batch,
+        cfg.grad_accum,
+        devices,
+        cfg.base_batch,
+        lr,
+    )
+    return lr
+
+
+def run_phase(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, resume: bool):
+    """Train one phase with our optimizer groups; resumes from the phase's last checkpoint if asked."""
+    out = RunLayout.of(cfg.output_dir).phase_dir(seed, phase.number)
+    valid = data.valid
+    args = training_args(cfg, phase, out, seed, valid is not None)
+    groups = param_groups(model, args.learning_rate, phase.layers, args.weight_decay)
+    trainer = RecipeTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.train_features,
+        eval_dataset=data.valid_features,
+        data_collator=MultipleChoiceCollator(data.tokenizer, pad_to_multiple_of=8),
+        processing_class=data.tokenizer,
+        optimizers=(build_optimizer(groups, args.adam_epsilon), None),
+        compute_metrics=(lambda p: eval_metrics(p, valid)) if valid is not None else None,
+    )
+    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    if checkpoint:
+        log.info("seed %d %s: resuming from %s", seed, phase.title, checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    warn_if_batch_shrank(cfg, trainer, seed, phase)
+    return trainer, [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups]
+
+
+def train_head(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, resume: bool) -> None:
+    """Phase 1, or on resume the head it saved; only the head's weights are kept (not a whole checkpoint)."""
+    layout = RunLayout.of(cfg.output_dir)
+    head_file = layout.head_file(seed)
+    if resume and head_file.is_file():
+        unexpected = model.load_state_dict(load_file(head_file), strict=False).unexpected_keys
+        if unexpected:
+            raise ConfigError(f"{head_file} does not fit {cfg.model} ({unexpected[:3]}); delete it to redo phase 1.")
+        log.info("seed %d: phase %d done earlier (%s), head loaded from %s", seed, phase.number, phase.name, head_file)
+        return
+    freeze_for(model, phase)
+    run_phase(cfg, data, model, seed, phase, resume)
+    if distributed.is_main():
+        atomic_write(head_file, lambda tmp: save_file(head_state(model), str(tmp)))
+        _drop_checkpoints(layout.phase_dir(seed, phase.number))
+
+
+def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict:
+    """Every phase for one seed, then export + score; returns the seed's part of the report."""
+    start = time.perf_counter()
+    layout = RunLayout.of(cfg.output_dir)
+    set_seed(seed)
+    model = load_multiple_choice(data.model_path)
+    use_attention(model, cfg.attention, distributed.train_device())
+    *head, full = recipe_phases(cfg, data.top_lr)
+    for phase in head:
+        train_head(cfg, data, model, seed, phase, resume)
+
+    freeze_for(model, full)
+    total, trainable = count_parameters(model)
+    log.info(
+        "seed %d %s: %s total parameters, %s trainable (word embeddings %s %s)",
+        seed,
+        full.title,
+        f"{total:,}",
+        f"{trainable:,}",
+        f"{_word_embedding_size(model):,}",
+        "frozen" if full.freeze_word_embeddings else "trained",
+    )
+    trainer, groups = run_phase(cfg, data, model, seed, full, resume)
+    history = [
+        {"epoch": e["epoch"], "map3": e["eval_map3"], "loss": e.get("eval_loss")}
+        for e in trainer.state.log_history
+        if "eval_map3" in e
+    ]
+    result = {
+        "seed": seed,
+        "total_params": total,
+        "trainable_params": trainable,
+        "groups": groups,
+        "eval_history": history,
+        "lr_log": [e for e in trainer.state.log_history if any(k.startswith("lr/") for k in e)],
+        "train_loss": trainer.state.log_history[-1].get("train_loss"),
+    }
+    if distributed.is_main():
+        result.update(export_and_score(cfg, data, trainer.model, seed))
+        if not cfg.keep_checkpoints:
+            _drop_checkpoints(layout.phase_dir(seed, full.number))
+    distributed.barrier()
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def _word_embedding_size(model: PreTrainedModel) -> int:
+    params = dict(model.named_parameters())
+    return sum(params[n].numel() for n in word_embedding_names(model))
+
+
+def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
+    """Export the seed's model, score the exported folder through the inference path, then commit it."""
+    dest = RunLayout.of(cfg.output_dir).export_dir(seed)
+    tmp = stage_export(model, data.tokenizer, dest, fp16=cfg.export_fp16)
+    meta = export_meta(seed, cfg.max_length, data.train.letters, cfg.model, export_fp16=cfg.export_fp16)
+    if data.valid is not None:
+        write_meta(tmp, meta)  # the staged folder is now complete enough to load and score
+        meta["valid_map3"] = score_model(tmp, data.valid, RunLayout.of(cfg.output_dir), seed, cfg.attention)
+    commit_export(tmp, dest, meta)
+    log.info("seed %d exported to %s (valid MAP@3 %s)", seed, dest, meta["valid_map3"])
+    return {"export": str(dest), "valid_map3": meta["valid_map3"]}
+
+
+def score_model(folder: Path, valid: Questions, layout: RunLayout, seed: int, attention: str) -> float:
+    """Validation logits of an exported folder through the inference code; saved for the ensemble."""
+    # on this process's own device: under torchrun the other GPUs still hold the other ranks' training state
+    [logits] = models_logits(
+        inspect_models([folder]), valid, devices=[distributed.train_device()], attention=attention
+    )
+    write_array(layout.valid_logits(seed), logits)
+    atomic_write_text(layout.valid_fingerprint(seed), valid.fingerprint())
+    assert valid.answers is not None
+    return map3_score(logits, valid.answers, valid.options)
+
+
+def finished_seed(layout: RunLayout, seed: int) -> dict | None:
+    """The report part of a seed whose export already exists (so it is not retrained), else None."""
+    meta_file = layout.export_meta(seed)
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    return {"seed": seed, "export": str(meta_file.parent), "valid_map3": meta.get("valid_map3"), "skipped": True}
+
+
+def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train every seed (skipping finished ones on resume), ensemble them, and write the report."""
+    start = time.perf_counter()
+    layout = RunLayout.of(cfg.output_dir)
+    if not resume and layout.started(cfg.seeds):
+        raise ConfigError(
+            f"{layout.root} already holds a run. Add --resume to continue it (finished seeds are kept), "
+            "or choose another --output-dir."
+        )
+    data = load_run_data(cfg)
+    seeds = []
+    for seed in cfg.seeds:
+        done = finished_seed(layout, seed) if resume else None
+        if done:
+            log.info("seed %d: already exported to %s, not retrained", seed, done["export"])
+        seeds.append(done or train_seed(cfg, data, seed, resume))
+    report = {
+        "config": dataclasses.asdict(cfg),
+        "n_train": len(data.train),
+        "n_valid": len(data.valid) if data.valid else 0,
+        "n_options": len(data.train.letters),
+        "top_lr": data.top_lr,
+        "seeds": seeds,
+        "wall_s": time.perf_counter() - start,
+    }
+    if data.valid is not None and distributed.is_main():
+        assert data.valid.answers is not None
+        logits = [seed_valid_logits(cfg, layout, s, data.valid) for s in seeds]
+        ensemble = mean_logits(logits).astype(np.float32)
+        report["ensemble_valid_map3"] = map3_score(ensemble, data.valid.answers, data.valid.options)
+        write_array(layout.ensemble_logits, ensemble)
+    if distributed.is_main():
+        write_report(layout.root, report)
+    report = distributed.from_main(report)
+    distributed.end_process_group()
+    return report
+
+
+def seed_valid_logits(cfg: TrainConfig, layout: RunLayout, seed: dict, valid: Questions) -> np.ndarray:
+    """A seed's saved validation logits, rescored from its export when missing or saved for other
+    questions (a resumed run given another validation file)."""
+    n = seed["seed"]
+    fingerprint = layout.valid_fingerprint(n)
+    if layout.valid_logits(n).is_file() and fingerprint.is_file():
+        if fingerprint.read_text(encoding="utf-8") == valid.fingerprint():
+            return np.load(layout.valid_logits(n))
+        log.info("seed %d: the validation questions changed since it was scored; scoring again", n)
+    seed["valid_map3"] = score_model(Path(seed["export"]), valid, layout, n, cfg.attention)
+    return np.load(layout.valid_logits(n))
+
+
+def _drop_checkpoints(phase_dir: Path) -> None:
+    """Remove a finished phase's Trainer checkpoints (model + optimizer state: GBs for a large model)."""
+    for checkpoint in phase_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)

@@ -1,0 +1,277 @@
+"""End to end on a tiny DeBERTa: three seeds -> export -> reload -> same logits; reruns, resume, report."""
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+from conftest import tiny_config, write_questions
+from mcq.errors import ConfigError
+from mcq.cli import main_guard
+from mcq.config import load_config
+from mcq.train import cli as train_cli
+from mcq.train.config import TrainConfig
+from mcq.core.data import read_questions
+from mcq.core.export import META_FILE
+from mcq.core.features import MultipleChoiceCollator, encode
+from mcq.core.infer import run_inference
+from mcq.train.run import RecipeTrainer, run_training
+
+
+@pytest.fixture(scope="module")
+def built_run(tiny_deberta, tmp_path_factory):
+    """One three-seed run per module (training it is the slow part); tests that change it use `three_seed_run`."""
+    folder = tmp_path_factory.mktemp("three-seed")
+    files = {name: write_questions(folder / f"{name}.csv", n, seed=s) for name, n, s in (("train", 24, 1), ("valid", 12, 2))}
+    cfg = tiny_config(tiny_deberta, files, folder / "run")
+    return cfg, run_training(cfg)
+
+
+@pytest.fixture
+def three_seed_run(built_run, tmp_path):
+    """A private copy of the module's three-seed run, free to resume, retrain or rescore."""
+    cfg, report = built_run
+    out = tmp_path / "run"
+    shutil.copytree(cfg.output_dir, out)
+    return dataclasses.replace(cfg, output_dir=str(out)), report
+
+
+def test_three_seeds_export_report_and_reload_to_the_same_logits(built_run, question_files, tiny_deberta):
+    cfg, report = built_run
+    run = Path(cfg.output_dir)
+    assert [s["seed"] for s in report["seeds"]] == [0, 1, 2]
+    valid = read_questions(question_files["valid"], require_answer=True)
+    for seed in report["seeds"]:
+        folder = run / "models" / f"seed{seed['seed']}"
+        names = {p.name for p in folder.iterdir()}
+        assert {"model.safetensors", "config.json", "tokenizer.json", META_FILE} <= names
+        assert not any("optimizer" in n or n.startswith("checkpoint") for n in names), names
+        meta = json.loads((folder / META_FILE).read_text())
+        assert meta["seed"] == seed["seed"] and meta["max_length"] == 48
+        assert meta["valid_map3"] == pytest.approx(seed["valid_map3"])
+        assert 0.0 <= seed["valid_map3"] <= 1.0
+        assert len(seed["eval_history"]) == 1  # one epoch -> one per-epoch score
+        # the end-of-epoch score (Trainer's loop) is the exported model's score (inference path)
+        assert seed["eval_history"][-1]["map3"] == pytest.approx(seed["valid_map3"], abs=1e-9)
+    # reload an export by hand and compare with the logits training saved for the report
+    model = AutoModelForMultipleChoice.from_pretrained(run / "models" / "seed1").eval()
+    tokenizer = AutoTokenizer.from_pretrained(run / "models" / "seed1")
+    features = encode(valid, tokenizer, 48)
+    batch = MultipleChoiceCollator(tokenizer)([features[i] for i in range(len(features))])
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.numpy()
+    np.testing.assert_allclose(logits, np.load(run / "seed1" / "valid_logits.npy"), rtol=1e-4, atol=1e-5)
+    # the report files exist and agree with the returned report
+    on_disk = json.loads((run / "report.json").read_text())
+    assert on_disk["ensemble_valid_map3"] == pytest.approx(report["ensemble_valid_map3"])
+    assert "Mean-logit ensemble of 3 seeds" in (run / "report.md").read_text()
+    assert (run / "lr_schedule.png").read_bytes()[:4] == b"\x89PNG"
+    # phase 2 trained with per-group LRs, logged at every logging step
+    groups = report["seeds"][0]["groups"]
+    assert groups[0]["name"] == "embeddings" and groups[-1]["name"].startswith("head")
+    assert groups[0]["lr"] < groups[-1]["lr"]
+    assert any("lr/layer.0" in e for e in report["seeds"][0]["lr_log"])
+    # Trainer's own `learning_rate` field is the top LR, not the first (embeddings) group's
+    logged = [e for e in report["seeds"][0]["lr_log"] if e["lr/head"] > 0]
+    assert logged and all(e["learning_rate"] == pytest.approx(e["lr/head"]) for e in logged)
+    assert all(e["lr/head"] > e["lr/embeddings"] for e in logged)
+
+
+def test_seeds_differ_and_a_seed_reproduces(tiny_deberta, question_files, tmp_path, built_run):
+    cfg, _ = built_run
+    run = Path(cfg.output_dir)
+    logits = {s: np.load(run / f"seed{s}" / "valid_logits.npy") for s in (0, 1)}
+    assert not np.allclose(logits[0], logits[1]), "different seeds gave identical models"
+    again = tiny_config(tiny_deberta, question_files, tmp_path / "again", seeds=[1])
+    run_training(again)
+    np.testing.assert_allclose(np.load(tmp_path / "again" / "seed1" / "valid_logits.npy"), logits[1], rtol=1e-5, atol=1e-6)
+
+
+def test_training_moves_the_weights_and_keeps_word_embeddings(built_run, tiny_deberta):
+    cfg, _ = built_run
+    before = AutoModelForMultipleChoice.from_pretrained(tiny_deberta).state_dict()
+    after = AutoModelForMultipleChoice.from_pretrained(Path(cfg.output_dir) / "models" / "seed0").state_dict()
+    word = "deberta.embeddings.word_embeddings.weight"
+    assert torch.equal(before[word], after[word]), "word embeddings changed although frozen"
+    layer = "deberta.encoder.layer.0.attention.self.query_proj.weight"
+    assert not torch.equal(before[layer], after[layer]), "encoder layer 0 did not train"
+    rel = "deberta.encoder.rel_embeddings.weight"
+    assert not torch.equal(before[rel], after[rel]), "relative position embeddings did not train"
+
+
+def test_rerun_without_resume_refuses_and_resume_skips_finished_seeds(three_seed_run, caplog):
+    cfg, _ = three_seed_run
+    with pytest.raises(ConfigError, match="--resume"):
+        run_training(cfg)
+    export = Path(cfg.output_dir) / "models" / "seed2"
+    stamp = (export / "model.safetensors").stat().st_mtime_ns
+    shutil.rmtree(Path(cfg.output_dir) / "models" / "seed1")
+    caplog.set_level("INFO")
+    report = run_training(cfg, resume=True)
+    assert [s.get("skipped", False) for s in report["seeds"]] == [True, False, True]
+    assert (export / "model.safetensors").stat().st_mtime_ns == stamp
+    assert "ensemble_valid_map3" in report
+
+
+def test_resume_with_other_validation_questions_rescores_finished_seeds(three_seed_run, tmp_path, caplog):
+    cfg, _ = three_seed_run
+    other = write_questions(tmp_path / "valid2.csv", 12, seed=7)  # as many questions, other content
+    cfg = dataclasses.replace(cfg, valid=str(other))
+    caplog.set_level("INFO")
+    report = run_training(cfg, resume=True)
+    assert caplog.text.count("the validation questions changed since it was scored") == 3
+    fresh = run_inference([Path(cfg.output_dir) / "models"], other, tmp_path / "inf" / "submission.csv")
+    assert report["ensemble_valid_map3"] == pytest.approx(fresh.map3["ensemble"])
+    assert [s["valid_map3"] for s in report["seeds"]] == pytest.approx([fresh.map3[f"seed{i}"] for i in range(3)])
+    caplog.clear()
+    run_training(cfg, resume=True)  # same questions again: the saved logits are reused
+    assert "changed since it was scored" not in caplog.text
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_deberta, question_files, tmp_path, monkeypatch, caplog):
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "run", seeds=[0], epochs=2, save_steps=3)
+    original = RecipeTrainer.training_step
+    calls = {"n": 0}
+
+    def dies_at_step_8(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2 + 8:  # 2 head steps, then die in phase 2 after checkpoint-6
+            raise KeyboardInterrupt("killed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RecipeTrainer, "training_step", dies_at_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg)
+    assert (tmp_path / "run" / "seed0" / "phase2" / "checkpoint-6").is_dir()
+    assert (tmp_path / "run" / "seed0" / "head.safetensors").is_file()
+    monkeypatch.setattr(RecipeTrainer, "training_step", original)
+    caplog.set_level("INFO")
+    report = run_training(cfg, resume=True)
+    assert "resuming from" in caplog.text and "checkpoint-6" in caplog.text
+    assert "phase 1 done earlier" in caplog.text
+    assert report["seeds"][0]["valid_map3"] is not None
+    assert not list((tmp_path / "run" / "seed0" / "phase2").glob("checkpoint-*")), "checkpoints kept after export"
+
+
+def test_cli_flags_override_the_yaml_and_unknown_keys_fail(tiny_deberta, question_files, tmp_path, capsys):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"model: {tiny_deberta}\ntrain: [{question_files['train']}]\nper_device_batch: 4\nmax_length: 48\n")
+    cfg = load_config(TrainConfig, cfg_file, {"seeds": [5]})
+    assert cfg.seeds == [5] and cfg.per_device_batch == 4 and cfg.max_length == 48
+    (tmp_path / "bad.yaml").write_text("per_device_bach: 4\n")
+    with pytest.raises(ConfigError, match="per_device_bach"):
+        load_config(TrainConfig, tmp_path / "bad.yaml")
+    rc = main_guard(lambda: train_cli.main(["--config", str(tmp_path / "bad.yaml")]))
+    assert rc == 2 and "unknown key" in capsys.readouterr().err
+
+
+def test_yaml_values_take_the_fields_types(tmp_path, capsys):
+    """PyYAML reads `2e-5` (no dot) as a string; a single file for a list key needs no brackets."""
+    (tmp_path / "c.yaml").write_text("lr: 2e-5\nadam_eps: 1e-8\ntrain: data/train.csv\nepochs: 2\nseeds: 7\n")
+    cfg = load_config(TrainConfig, tmp_path / "c.yaml")
+    assert cfg.lr == 2e-5 and cfg.adam_eps == 1e-8 and isinstance(cfg.epochs, float)
+    assert cfg.train == ["data/train.csv"] and cfg.seeds == [7]
+    for text, needle in (("per_device_batch: 4.5\n", "per_device_batch: expected int, got 4.5"),
+                         ("lr: fast\n", "lr: expected float, got 'fast'"),
+                         ("group_by_length: 1\n", "group_by_length: expected bool, got 1"),
+                         ("max_length:\n", "max_length: needs a value")):
+        (tmp_path / "bad.yaml").write_text(text)
+        rc = main_guard(lambda: train_cli.main(["--config", str(tmp_path / "bad.yaml")]))
+        assert rc == 2 and needle in capsys.readouterr().err
+
+
+def test_cli_trains_and_prints_the_ensemble(tiny_deberta, question_files, tmp_path, capsys):
+    args = ["--model", str(tiny_deberta), "--train", str(question_files["train"]), "--valid", str(question_files["valid"]),
+            "--output-dir", str(tmp_path / "cli"), "--seeds", "0", "1", "--head-steps", "1", "--per-device-batch", "8",
+            "--max-length", "48", "--max-steps", "2", "--lr", "1e-3", "--no-group-by-length"]
+    assert train_cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "ensemble of 2 seeds: valid MAP@3" in out
+    report = json.loads((tmp_path / "cli" / "report.json").read_text())
+    assert f"seed 1: valid MAP@3 {report['seeds'][1]['valid_map3']:.4f}  ->  " in out
+    assert (tmp_path / "cli" / "models" / "seed1" / META_FILE).is_file()
+
+
+def test_bad_training_data_fails_before_any_training(tiny_deberta, question_files, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,prompt,A,B,C,D,E,answer\n1,q,a,b,c,d,e,Z\n")
+    cfg = tiny_config(tiny_deberta, {"train": bad, "valid": question_files["valid"]}, tmp_path / "run")
+    with pytest.raises(Exception, match="line 2, column 'answer'"):
+        run_training(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_lr_is_derived_from_the_pretraining_recipe(tiny_deberta, question_files, tmp_path, caplog):
+    from mcq.train.run import derive_lr
+
+    caplog.set_level("INFO")
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "r", lr=None, per_device_batch=9, grad_accum=5)
+    assert derive_lr(cfg) == pytest.approx(1.7578125e-5)
+    assert "x effective batch 45 (9 per device x 5 accumulation x 1 device(s))" in caplog.text
+
+
+
+def test_lr_counts_every_gpu_dataparallel_would_use_without_torchrun(tiny_deberta, question_files, tmp_path,
+                                                                     caplog, monkeypatch):
+    """`python train.py` on a 2-GPU machine: Trainer splits each step over both GPUs (batch x 2)."""
+    from mcq.train.run import derive_lr
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    caplog.set_level("INFO")
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "r", lr=None, per_device_batch=9, grad_accum=5)
+    assert derive_lr(cfg) == pytest.approx(2 * 1.7578125e-5)
+    assert "(9 per device x 5 accumulation x 2 device(s))" in caplog.text
+    assert "2 GPUs visible without torchrun" in caplog.text
+    monkeypatch.setenv("WORLD_SIZE", "4")  # under torchrun its process count decides
+    assert derive_lr(cfg) == pytest.approx(4 * 1.7578125e-5)
+
+
+def test_report_lists_one_row_per_layer_group():
+    from mcq.train.report import merge_decay_twins
+
+    groups = [{"name": "layer.0", "lr": 1e-5, "params": 10}, {"name": "layer.0.no_decay", "lr": 1e-5, "params": 2},
+              {"name": "head", "lr": 2e-5, "params": 5}]
+    assert merge_decay_twins(groups) == [("layer.0", 1e-5, 12), ("head", 2e-5, 5)]
+
+
+def test_tracker_receives_every_group_lr(tiny_deberta, question_files, tmp_path):
+    """report_to: tensorboard gets lr/<group> scalars at each logging step (the per-layer schedule)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "tb", seeds=[0], head_steps=0, max_steps=4,
+                      report_to=["tensorboard"])
+    run_training(cfg)
+    events = sorted((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events, "no tensorboard event file written"
+    tags = set()
+    for path in events:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"train/lr/embeddings", "train/lr/layer.0", "train/lr/layer.1", "train/lr/head"} <= tags, sorted(tags)
+
+
+def test_gradient_checkpointing_still_trains_every_layer(tiny_deberta, question_files, tmp_path):
+    """Checkpointing with frozen word embeddings must not silently stop gradients reaching the layers."""
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "gc", seeds=[0], head_steps=0, max_steps=3,
+                      gradient_checkpointing=True)
+    run_training(cfg)
+    before = AutoModelForMultipleChoice.from_pretrained(tiny_deberta).state_dict()
+    after = AutoModelForMultipleChoice.from_pretrained(tmp_path / "gc" / "models" / "seed0").state_dict()
+    for name in ("deberta.encoder.layer.0.attention.self.query_proj.weight", "deberta.encoder.layer.1.output.dense.weight"):
+        assert not torch.equal(before[name], after[name]), f"{name} did not train under gradient checkpointing"
+
+
+def test_help_shows_the_recipe_defaults(capsys):
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "questions per device per step (each question is n_options sequences) (default: 45)" in text
+    assert "(default: 0 1 2)" in text and "(default: on)" in text and "(default: None)" not in text
