@@ -17,11 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from transformers import DebertaV2Config  # noqa: E402
 
 from bench.common import random_deberta  # noqa: E402
-from mcq.core.arch import tiny_deberta_config  # noqa: E402
-from mcq.core.arch import deberta_v3_large_config  # noqa: E402
+from mcq.core.arch import (
+    deberta_v3_large_config,  # noqa: E402
+    tiny_deberta_config,  # noqa: E402
+)
 from mcq.core.attention import use_attention  # noqa: E402
 
 # The classifier's bias adds the same number to every option's logit, which the softmax over options

@@ -21,18 +21,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from transformers import DebertaV2Config  # noqa: E402
 
-from bench.attention_parity import compare, rows as parity_rows  # noqa: E402
+from bench.attention_parity import compare  # noqa: E402
+from bench.attention_parity import rows as parity_rows
 from bench.common import random_deberta  # noqa: E402
-from mcq.core.arch import tiny_deberta_config  # noqa: E402
-from mcq.core.arch import deberta_v3_large_config  # noqa: E402
+from mcq.core.arch import (
+    deberta_v3_large_config,  # noqa: E402
+    tiny_deberta_config,  # noqa: E402
+)
 from mcq.core.attention import use_attention  # noqa: E402
 from mcq.core.batching import pad_to, token_budget_batches  # noqa: E402
-from mcq.train.lr import scaled_lr  # noqa: E402
-from mcq.train.lr import LayerRule  # noqa: E402
-from mcq.train.phases import Phase, freeze_for  # noqa: E402
+from mcq.train.lr import (
+    LayerRule,  # noqa: E402
+    scaled_lr,  # noqa: E402
+)
 from mcq.train.optim import build_optimizer, param_groups  # noqa: E402
+from mcq.train.phases import Phase, freeze_for  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

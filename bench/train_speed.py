@@ -23,12 +23,12 @@ import torch  # noqa: E402
 from transformers import AutoModelForMultipleChoice, AutoTokenizer, set_seed  # noqa: E402
 
 from bench.common import MINILM, TRAIN, cpu_name, median, timed  # noqa: E402
-from mcq.train.config import TrainConfig  # noqa: E402
 from mcq.core.data import read_questions  # noqa: E402
 from mcq.core.features import MultipleChoiceCollator, encode  # noqa: E402
 from mcq.core.model import resolve_model_path  # noqa: E402
-from mcq.train.phases import freeze_for, recipe_phases  # noqa: E402
+from mcq.train.config import TrainConfig  # noqa: E402
 from mcq.train.optim import build_optimizer, param_groups  # noqa: E402
+from mcq.train.phases import freeze_for, recipe_phases  # noqa: E402
 from mcq.train.trainer import RecipeTrainer, training_args  # noqa: E402
 
 

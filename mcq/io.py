@@ -9,8 +9,10 @@ import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where an array is written: `--help` of every command stays fast
+    import numpy as np
 
 VERSIONED = ("torch", "transformers", "tokenizers", "datasets", "safetensors", "numpy", "pandas")
 
@@ -46,6 +48,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def write_array(path: str | Path, array: np.ndarray) -> Path:
     """Save a .npy atomically (np.save appends .npy to names without it, so write through a handle)."""
+    import numpy as np
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as fh:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: the workers already share the cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -112,6 +114,19 @@ def question_files(tmp_path) -> dict[str, Path]:
         "valid": write_questions(tmp_path / "valid.csv", 12, seed=2),
         "test": write_questions(tmp_path / "test.csv", 10, seed=3, answers=False),
     }
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_deberta, tmp_path_factory):
+    """One three-seed run of the tiny DeBERTa for the whole session (training it is the slow part); tests that
+    change it work on a copy (tests/train/test_training.py's `three_seed_run`)."""
+    from mcq.train.run import run_training
+
+    folder = tmp_path_factory.mktemp("three-seed")
+    files = {"train": write_questions(folder / "train.csv", 24, seed=1),
+             "valid": write_questions(folder / "valid.csv", 12, seed=2)}
+    cfg = tiny_config(tiny_deberta, files, folder / "run")
+    return cfg, run_training(cfg)
 
 
 def shared_data(name: str) -> Path:

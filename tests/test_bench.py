@@ -4,16 +4,14 @@ import argparse
 import numpy as np
 import pytest
 import torch
-import transformers
-
-from mcq.core.arch import tiny_deberta_config
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from bench import attention_parity, gpu_check, infer_speed, train_speed
 from bench.common import export_backbone, token_counts
-from mcq.train.config import TrainConfig
+from mcq.core.arch import tiny_deberta_config
 from mcq.core.data import read_questions
 from mcq.core.features import encode
+from mcq.train.config import TrainConfig
 
 
 def test_gpu_check_cpu_smoke_prints_its_table(capsys):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from mcq.cli import main_guard
 from mcq.config import add_dataclass_flags, flag_overrides, load_config
 from mcq.errors import McqError
-from mcq.generate.run import GenerateConfig, format_summary, run_generation
+from mcq.generate.config import GenerateConfig
 from mcq.secrets import redact
 
 
@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.get("OPENAI_API_KEY"),
         os.environ.get("MCQ_LLM_VERIFY_API_KEY"),
     ]
+    from mcq.generate.run import format_summary, run_generation  # sklearn and pandas: after the arguments
+
     try:
         cfg = load_config(GenerateConfig, args.config, flag_overrides(args, GenerateConfig))
         summary = run_generation(cfg, api_key=args.api_key, verify_api_key=args.verify_api_key)

@@ -21,7 +21,7 @@ from mcq.errors import ConfigError, GenerateError
 from mcq.secrets import redact
 
 if TYPE_CHECKING:
-    from mcq.generate.run import GenerateConfig
+    from mcq.generate.config import GenerateConfig
 
 # Worth another try: rate limits, overload, gateway hiccups, request timeouts.
 RETRY_CODES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})

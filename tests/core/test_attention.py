@@ -4,21 +4,17 @@ checkpointing, and refuses what it cannot run with a clear error. On CPU the lib
 PyTorch backend, which exercises the same wrapper as the Triton kernels on CUDA."""
 import sys
 
-import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForMultipleChoice
 
 from mcq.cli import main_guard
 from mcq.core import cli as infer_cli
-from mcq.errors import AttentionError
 from mcq.core.attention import flash_backend, use_attention
-from mcq.errors import ConfigError
-from mcq.train.config import TrainConfig
 from mcq.core.model import export_untrained, layer_groups
+from mcq.errors import AttentionError, ConfigError
+from mcq.train.config import TrainConfig
 from mcq.train.phases import Phase, freeze_for
-from mcq.train.run import run_training
-from conftest import tiny_config
 
 pytest.importorskip("disentangled_flash")
 CPU = torch.device("cpu")
@@ -99,28 +95,6 @@ def test_bad_choices_are_clear_errors(tiny_bert, tiny_deberta, monkeypatch):
     with pytest.raises(AttentionError, match="pip install disentangled-flash"):
         use_attention(model, "disentangled-flash", CPU)
     assert flash_backend(torch.device("cuda", 1)) == "triton" and flash_backend(CPU) == "torch"
-
-
-def test_trained_with_flash_exports_a_plain_model_and_infers_the_same(tiny_deberta, question_files, tmp_path, capsys):
-    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "run", seeds=[0], max_steps=3,
-                      attention="disentangled-flash")
-    report = run_training(cfg)
-    folder = tmp_path / "run" / "models" / "seed0"
-    # the exported folder is an ordinary transformers model: it loads with eager attention
-    model = AutoModelForMultipleChoice.from_pretrained(folder)
-    assert type(model.deberta.encoder).__name__ == "DebertaV2Encoder"
-    before = AutoModelForMultipleChoice.from_pretrained(tiny_deberta).state_dict()
-    name = "deberta.encoder.layer.0.attention.self.query_proj.weight"
-    assert not torch.equal(before[name], model.state_dict()[name]), "phase 2 did not train through the flash encoder"
-    # inference with either attention gives the logits training scored
-    saved = np.load(tmp_path / "run" / "seed0" / "valid_logits.npy")
-    for attention in ("eager", "disentangled-flash"):
-        out = tmp_path / attention / "submission.csv"
-        assert infer_cli.main(["--models", str(folder), "--test", str(question_files["valid"]),
-                               "--out", str(out), "--attention", attention]) == 0
-        np.testing.assert_allclose(np.load(out.parent / "logits_seed0.npy"), saved, rtol=1e-4, atol=1e-5)
-    printed = capsys.readouterr().out
-    assert printed.count(f"MAP@3 seed0: {report['seeds'][0]['valid_map3']:.4f}") == 2
 
 
 def test_infer_cli_refuses_flash_for_a_bert_model_in_one_line(tiny_bert, question_files, tmp_path, capsys):

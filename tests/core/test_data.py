@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import shared_data, write_questions
-from mcq.errors import DataError
+
 from mcq.core.data import Questions, concat_questions, read_questions
+from mcq.errors import DataError
 
 
 def write_text(path: Path, text: str, newline: str = "\n", bom: bool = False) -> Path:

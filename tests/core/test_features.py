@@ -4,10 +4,10 @@ import logging
 import pytest
 from transformers import AutoTokenizer
 
-from mcq.errors import DataError
-from mcq.core.data import Questions
 from mcq.core.batching import pad_to
+from mcq.core.data import Questions
 from mcq.core.features import MultipleChoiceCollator, encode
+from mcq.errors import DataError
 
 
 def one_question(prompt, options, context=None, answer=0):

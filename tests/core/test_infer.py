@@ -8,13 +8,13 @@ import pytest
 
 from mcq.cli import main_guard
 from mcq.core import cli as infer_cli
-from mcq.core.data import read_questions
-from mcq.errors import ModelFolderError
-from mcq.core.export import META_FILE, find_model_folders
 from mcq.core.batching import token_budget_batches
+from mcq.core.data import read_questions
+from mcq.core.export import META_FILE, find_model_folders
 from mcq.core.infer import run_inference
 from mcq.core.metrics import mean_logits
 from mcq.core.model import export_untrained
+from mcq.errors import ModelFolderError
 
 
 def export_random(backbone, dest, seed, max_length=48, fp16=False):
@@ -142,20 +142,6 @@ def test_cli_bad_input_is_one_clear_line(models, tmp_path, capsys):
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_infer_reproduces_the_training_report(tiny_deberta, question_files, tmp_path):
-    """The ensemble MAP@3 that training reports is what infer.py gets from the exported folders."""
-    from mcq.train.config import TrainConfig
-    from mcq.train.run import run_training
-
-    cfg = TrainConfig(train=[str(question_files["train"])], valid=str(question_files["valid"]), model=str(tiny_deberta),
-                      output_dir=str(tmp_path / "run"), head_steps=1, max_steps=3, per_device_batch=4, max_length=48, lr=1e-3)
-    report = run_training(cfg)
-    result = run_inference([tmp_path / "run" / "models"], question_files["valid"], tmp_path / "sub" / "submission.csv")
-    assert result.map3["ensemble"] == pytest.approx(report["ensemble_valid_map3"], abs=1e-4)
-    for seed in report["seeds"]:
-        assert result.map3[f"seed{seed['seed']}"] == pytest.approx(seed["valid_map3"], abs=1e-4)
-
-
 def test_token_budget_batches_close_where_the_padded_width_steps_down():
     # widths (multiple of 8): 24, 24, 16, 16, 8 -> never pad a question by 8 or more tokens
     lengths = [17, 24, 9, 16, 3]
@@ -182,7 +168,7 @@ def test_fewer_questions_than_devices(models, question_files):
     """One model, two devices (T4x2), one question: no device gets an empty shard."""
     import torch
 
-    from mcq.core.predict import models_logits, inspect_models
+    from mcq.core.predict import inspect_models, models_logits
 
     one = read_questions(question_files["valid"]).head(1)
     two_devices = [torch.device("cpu"), torch.device("cpu")]
@@ -204,3 +190,28 @@ def test_a_two_option_test_file_gets_a_two_letter_submission(models, tmp_path):
     sub = pd.read_csv(result.submission, dtype=str)
     assert all(sorted(p.split()) == ["A", "B"] for p in sub["prediction"])
     assert set(result.map3) == {"seed0", "seed1", "seed2", "ensemble"}
+
+
+def test_cli_flags_are_checked_before_any_model_loads(models, question_files, tmp_path, capsys, monkeypatch):
+    """Wrong --weights count, a negative weight, --batch-tokens 0 and --out a folder: one line, exit 2, no model
+    loaded and nothing written."""
+    import mcq.core.predict
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the flags were checked")
+
+    monkeypatch.setattr(mcq.core.predict, "load_model", no_load)
+    base = ["--models", str(tmp_path / "models"), "--test", str(question_files["valid"])]
+    out = ["--out", str(tmp_path / "o" / "s.csv")]
+    assert main_guard(lambda: infer_cli.main([*base, *out, "--weights", "1", "1"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --weights: 2 weights for 3 models") and err.count("\n") == 1
+    for flags in (["--weights", "1", "-1", "1"], ["--weights", "1", "nan", "1"], ["--batch-tokens", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            infer_cli.main([*base, *out, *flags])
+        assert exit_.value.code == 2
+        assert "must be" in capsys.readouterr().err
+    (tmp_path / "dir").mkdir()
+    assert main_guard(lambda: infer_cli.main([*base, "--out", str(tmp_path / "dir")])) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not list((tmp_path / "dir").iterdir())

@@ -6,8 +6,8 @@ from transformers import AutoModelForMultipleChoice, DebertaV2ForMultipleChoice
 from mcq.core.arch import deberta_v3_large_config
 from mcq.core.model import count_parameters, layer_groups, word_embedding_names
 from mcq.train.lr import LayerRule
-from mcq.train.phases import Phase, freeze_for
 from mcq.train.optim import build_optimizer, decay_parameter_names, param_groups
+from mcq.train.phases import Phase, freeze_for
 
 
 @pytest.fixture(params=["tiny_deberta", "tiny_bert"])

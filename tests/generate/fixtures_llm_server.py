@@ -173,5 +173,6 @@ def start_server() -> tuple[ScriptedLLM, _Server]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.llm = llm
     llm.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a short poll interval: shutdown() waits for the loop to notice (0.5 s a test at the default)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return llm, server

@@ -13,29 +13,46 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures_llm_server import start_server
 
-from mcq.errors import ConfigError
-from mcq.errors import DataError
+from mcq.cli import main_guard
 from mcq.core.data import read_questions
+from mcq.errors import ConfigError, DataError, GenerateError
 from mcq.generate.checks import (
-    Candidate, Deduper, ReplyError, check_lengths, check_question, next_key_position, parse_letter, parse_reply,
+    Candidate,
+    Deduper,
+    ReplyError,
+    check_lengths,
+    check_question,
+    next_key_position,
+    parse_letter,
+    parse_reply,
     place_answer,
 )
+from mcq.generate.cli import build_parser, main
 from mcq.generate.client import (
-    MAX_RETRY_AFTER_S, ChatClient, RequestFailed, Usage, backoff_delay, redact_url, resolve_endpoints,
+    MAX_RETRY_AFTER_S,
+    ChatClient,
+    RequestFailed,
+    Usage,
+    backoff_delay,
+    redact_url,
+    resolve_endpoints,
     retry_after_seconds,
 )
-from mcq.errors import GenerateError
-from mcq.secrets import redact
 from mcq.generate.inputs import (
-    GENERATE_FIELDS, PROMPTS, VERIFY_FIELDS, Passage, format_examples, load_passages, load_template,
+    GENERATE_FIELDS,
+    PROMPTS,
+    VERIFY_FIELDS,
+    Passage,
+    format_examples,
+    load_passages,
+    load_template,
 )
 from mcq.generate.output import AppendFile, plan_slots, read_progress, sidecar
-from mcq.cli import main_guard
-from mcq.generate.cli import build_parser, main
-from mcq.generate.run import GenerateConfig, run_generation
-
-from fixtures_llm_server import start_server
+from mcq.generate.config import GenerateConfig
+from mcq.generate.run import run_generation
+from mcq.secrets import redact
 
 KEY = "sk-test-SECRET123"
 MODES = (["good"] * 10 + ["fenced", "think", "malformed", "invalid", "long", "dup", "dup", "dupx",

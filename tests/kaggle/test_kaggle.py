@@ -3,33 +3,36 @@ kernel's file search, and the local rehearsal (the kernel run sandboxed, network
 
 The kaggle CLI is replaced only at the network edge: tests/kaggle/fake_kaggle/kaggle goes first on PATH,
 parses arguments as the real one does and replays its output strings and exit codes."""
-import importlib.util
 import hashlib
+import importlib.util
 import json
-import zipfile
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT, write_questions
 
 import mcq
-
-from conftest import ROOT, write_questions
+from mcq.cli import main_guard
+from mcq.core.export import ALLOWED_FILES
+from mcq.core.model import export_untrained
+from mcq.errors import KaggleSetupError
 from mcq.kaggle import cli as ship
 from mcq.kaggle import rehearse
-from mcq.secrets import redact
-from mcq.core.export import ALLOWED_FILES
 from mcq.kaggle.client import (
-    KernelStatus, find_credentials, newest_submission, parse_kernel_status, parse_submissions,
+    KernelStatus,
+    find_credentials,
+    newest_submission,
+    parse_kernel_status,
+    parse_submissions,
 )
-from mcq.errors import KaggleSetupError
-from mcq.cli import main_guard
 from mcq.kaggle.stage import dataset_metadata, kernel_metadata
-from mcq.core.model import export_untrained
+from mcq.secrets import redact
 
 FAKE = ROOT / "tests" / "kaggle" / "fake_kaggle" / "kaggle"
 KERNEL = ROOT / "kernels" / "llmse-infer" / "kernel.py"

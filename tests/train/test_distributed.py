@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from mcq.core.export import META_FILE, check_model_folder
 
 

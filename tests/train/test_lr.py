@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mcq.train.lr import effective_batch, layer_lr_factors, scaled_lr
+from mcq.train.lr import LayerRule, effective_batch, layer_lr_factors, lr_at, scaled_lr, schedule_factor, warmup_steps_for
 
 
 def test_scaled_lr_matches_the_brief():
@@ -52,3 +52,43 @@ def test_deberta_large_has_26_groups_from_min_to_full():
 def test_bad_arguments_raise(args):
     with pytest.raises(ValueError):
         layer_lr_factors(*args)
+
+
+def test_layer_rule_is_the_factors_of_its_shape():
+    assert LayerRule().factors(3) == [1.0, 1.0, 1.0]  # the default is plain fine-tuning
+    assert LayerRule("geometric", decay=2.0).factors(3) == pytest.approx([0.25, 0.5, 1.0])
+    assert LayerRule("cosine", min_factor=0.2).factors(3) == pytest.approx([0.2, 0.6, 1.0])
+
+
+def test_warmup_steps_read_as_transformers_5_reads_them():
+    assert warmup_steps_for(0.1, 95) == 10  # a ratio below 1: ceil(9.5)
+    assert warmup_steps_for(0.0, 95) == 0
+    assert warmup_steps_for(7, 95) == 7  # 1 or more: a step count
+
+
+def test_linear_schedule_by_hand():
+    # 10 steps, 2 of warm-up: 0, 0.5, then (10 - s) / 8 down to 0
+    assert [schedule_factor("linear", s, 10, 2) for s in (0, 1, 2, 6, 10, 12)] == pytest.approx(
+        [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+    )
+    assert schedule_factor("constant", 7, 10, 2) == 1.0
+    with pytest.raises(ValueError):
+        schedule_factor("cosine", 0, 10, 2)
+
+
+def test_linear_schedule_is_transformers_own():
+    torch = pytest.importorskip("torch")
+    from transformers import get_linear_schedule_with_warmup
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = get_linear_schedule_with_warmup(opt, num_warmup_steps=3, num_training_steps=17)
+    for step in range(20):
+        assert schedule_factor("linear", step, 17, 3) == pytest.approx(scheduler.get_last_lr()[0]), step
+        opt.step()
+        scheduler.step()
+
+
+def test_lr_at_is_top_times_layer_factor_times_schedule():
+    # group 0 of 3 under cosine 0.2 has factor 0.2; at step 1 of 10 with 2 warm-up steps the schedule gives 0.5
+    assert lr_at(1e-3, 0.2, "linear", 1, 10, 2) == pytest.approx(1e-4)
+    assert lr_at(1e-3, 1.0, "constant", 5, 10, 2) == pytest.approx(1e-3)

@@ -7,28 +7,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config, write_questions
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
-from conftest import tiny_config, write_questions
-from mcq.errors import ConfigError
 from mcq.cli import main_guard
 from mcq.config import load_config
-from mcq.train import cli as train_cli
-from mcq.train.config import TrainConfig
 from mcq.core.data import read_questions
 from mcq.core.export import META_FILE
 from mcq.core.features import MultipleChoiceCollator, encode
 from mcq.core.infer import run_inference
+from mcq.errors import ConfigError
+from mcq.train import cli as train_cli
+from mcq.train.config import TrainConfig
+from mcq.train.lr import warmup_steps_for
+from mcq.train.phases import recipe_phases
 from mcq.train.run import RecipeTrainer, run_training
 
 
-@pytest.fixture(scope="module")
-def built_run(tiny_deberta, tmp_path_factory):
-    """One three-seed run per module (training it is the slow part); tests that change it use `three_seed_run`."""
-    folder = tmp_path_factory.mktemp("three-seed")
-    files = {name: write_questions(folder / f"{name}.csv", n, seed=s) for name, n, s in (("train", 24, 1), ("valid", 12, 2))}
-    cfg = tiny_config(tiny_deberta, files, folder / "run")
-    return cfg, run_training(cfg)
+@pytest.fixture
+def built_run(trained_run):
+    """The session's three-seed run, read only."""
+    return trained_run
 
 
 @pytest.fixture
@@ -275,3 +274,29 @@ def test_help_shows_the_recipe_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "questions per device per step (each question is n_options sequences) (default: 45)" in text
     assert "(default: 0 1 2)" in text and "(default: on)" in text and "(default: None)" not in text
+
+
+def test_logged_lrs_are_the_recipe_formula_at_every_step(built_run):
+    """One source of truth: each group's LR that Trainer logged is Phase.lr_at for that group and step."""
+    cfg, report = built_run
+    seed = report["seeds"][0]
+    full = recipe_phases(cfg, report["top_lr"])[-1]
+    names = [g["name"] for g in seed["groups"] if not g["name"].endswith(".no_decay")]
+    total = max(e["step"] for e in seed["lr_log"])
+    assert total == 6 and warmup_steps_for(full.warmup, total) == 1  # 24 questions / 4 a step; ceil(0.1 x 6)
+    for entry in seed["lr_log"]:
+        for g, name in enumerate(names):
+            # logged after the optimizer step, before the scheduler's: the LR step `step` (1-based) trained with
+            expected = full.lr_at(g, len(names), entry["step"] - 1, total)
+            assert entry[f"lr/{name}"] == pytest.approx(expected, rel=1e-9, abs=1e-15), (entry["step"], name)
+
+
+def test_an_unreachable_model_name_is_one_line_naming_the_fix(question_files, tmp_path, capsys, monkeypatch):
+    """Offline (as in a Kaggle kernel or here), a hub name is one clear line, not the hub's traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["--model", "microsoft/deberta-v3-large-typo", "--train", str(question_files["train"]),
+            "--output-dir", str(tmp_path / "run")]
+    assert main_guard(lambda: train_cli.main(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: model 'microsoft/deberta-v3-large-typo'")
+    assert "offline or the name is unknown" in err and "--model LOCAL_FOLDER" in err
