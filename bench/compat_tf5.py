@@ -2,7 +2,7 @@
 transformers 5.0.0 as under the version we train with?
 
     python bench/compat_tf5.py make --work DIR [--demo runs/demo/models]   # current env: export models + questions
-    python bench/compat_tf5.py infer --work DIR --tag current              # any env: token ids + logits via mcq.infer
+    python bench/compat_tf5.py infer --work DIR --tag current              # any env: token ids + logits via mcq.core.infer
     python bench/compat_tf5.py compare --work DIR                          # PASS/FAIL with the max abs difference
 
 The models: a tiny DeBERTa-v3-style backbone built in code (sentencepiece vocabulary trained here; fp32
@@ -94,7 +94,7 @@ def make(args) -> None:
 
 
 def infer(args) -> None:
-    """Token ids and logits of every model with this environment's libraries, through mcq.infer."""
+    """Token ids and logits of every model with this environment's libraries, through mcq.core.infer."""
     import numpy as np
     import tokenizers
     import torch

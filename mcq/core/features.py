@@ -76,11 +76,9 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def pair_examples(features: Dataset) -> list[dict]:
-    """Every (question, option) pair as a one-option example, question-major (pair q*n + j).
-
-    A multiple-choice head scores each pair on its own (the options meet only in the loss), so
-    pairs of different questions can share a batch and be sorted by their own length.
-    """
+    """Every (question, option) pair as a one-option example, question-major (pair q*n + j)."""
+    # a multiple-choice head scores each pair on its own (the options meet only in the loss), so pairs of
+    # different questions can share a batch and be sorted by their own length
     columns = {c: features[c] for c in MODEL_INPUTS if c in features.column_names}
     n = len(columns["input_ids"][0])
     return [{c: [v[q][j]] for c, v in columns.items()} for q in range(len(features)) for j in range(n)]

@@ -19,10 +19,8 @@ def top_k_letters(logits: np.ndarray, letters: Sequence[str], k: int = 3) -> lis
 
 
 def map_at_k(ranked: np.ndarray, answers: Sequence[int], k: int = 3) -> float:
-    """Mean average precision at k with one correct answer: 1/rank if within the top k, else 0.
-
-    As Kaggle's metric for this competition, a repeated prediction after the correct one does not count.
-    """
+    """Mean average precision at k with one correct answer: 1/rank if within the top k, else 0; as Kaggle's metric
+    for this competition, a repeated prediction after the correct one does not count."""
     ranked = np.asarray(ranked)[:, :k]
     truth = np.asarray(answers)
     if len(ranked) != len(truth):

@@ -40,13 +40,9 @@ def resolve_model_path(name: str) -> str:
 
 
 def load_multiple_choice(path: str) -> PreTrainedModel:
-    """The backbone with a new multiple-choice head; says in one line what started random.
-
-    transformers' loading report lists the head as MISSING, which is expected; a backbone weight
-    that failed to load is not, and gets a warning naming it.
-    """
+    """The backbone with a new multiple-choice head; says in one line what started random."""
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()  # transformers' loading report lists the head as MISSING, which is expected
     try:
         model, info = from_folder_or_hub(AutoModelForMultipleChoice.from_pretrained, path, output_loading_info=True)
     finally:
@@ -57,7 +53,7 @@ def load_multiple_choice(path: str) -> PreTrainedModel:
     backbone = [k for k in missing if k not in head]
     if fresh:
         log.info("new head initialised randomly from %s: %s", path, ", ".join(fresh))
-    if backbone:
+    if backbone:  # a backbone weight that failed to load is not expected, and gets a warning naming it
         log.warning(
             "%s: %d backbone weight(s) were not in the checkpoint and start random (%s%s); "
             "check that --model points at a pretrained backbone.",
@@ -101,11 +97,8 @@ def export_untrained(
 
 
 def layer_groups(model: PreTrainedModel) -> list[tuple[str, list[str]]]:
-    """Parameter names grouped bottom to top: embeddings, layer.0 .. layer.N-1, head.
-
-    Every parameter of the model lands in exactly one group; a backbone parameter this function
-    does not know how to place is an error rather than silently left out.
-    """
+    """Parameter names grouped bottom to top: embeddings, layer.0 .. layer.N-1, head; every parameter of the model
+    lands in exactly one group."""
     base_prefix = model.base_model_prefix
     base = getattr(model, base_prefix)
     layers = base.encoder.layer
@@ -123,7 +116,7 @@ def layer_groups(model: PreTrainedModel) -> list[tuple[str, list[str]]]:
             per_layer[int(inner.split(".")[2])].append(name)
         elif inner.startswith("pooler."):
             head.append(name)  # BERT's pooler sits inside the backbone but belongs to the head
-        else:
+        else:  # a backbone parameter we do not know how to place is an error rather than silently left out
             raise ValueError(
                 f"layer_groups: parameter '{name}' is neither embeddings, an encoder layer nor the head; "
                 "add its prefix to SHARED_INPUT_PARAMS or teach layer_groups where it belongs."

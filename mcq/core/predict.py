@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from mcq.core.attention import DEFAULT_ATTENTION, use_attention
-from mcq.core.batching import DEFAULT_BATCH_TOKENS, token_budget_batches
+from mcq.core.batching import DEFAULT_BATCH_TOKENS, PAD_MULTIPLE, token_budget_batches
 from mcq.core.data import Questions
 from mcq.core.export import check_model_folder
 from mcq.core.features import MultipleChoiceCollator, encode, pair_examples
@@ -75,9 +75,10 @@ _LOADING = threading.Lock()
 
 
 def from_pretrained(path: Path, dtype: torch.dtype) -> torch.nn.Module:
-    """AutoModelForMultipleChoice.from_pretrained, one thread at a time: it sets torch's process-wide
-    default dtype while it loads and restores it after, so loads in parallel threads (one per GPU) can
-    leave the whole process in fp16 (seen in 6 of 10 trials with two threads)."""
+    """AutoModelForMultipleChoice.from_pretrained, one thread at a time, so parallel loads cannot leave the whole
+    process in fp16."""
+    # transformers sets torch's process-wide default dtype while it loads and restores it after, so loads in
+    # parallel threads (one per GPU) can leave the whole process in fp16 (seen in 6 of 10 trials with two threads)
     with _LOADING:
         return AutoModelForMultipleChoice.from_pretrained(path, dtype=dtype)
 
@@ -136,7 +137,7 @@ def models_logits(
             model = load_model(model_info.path, devices[d], attention)
             tokenizer, feats = features[model_info.key]
             idx = list(range(shard, len(feats), shards))
-            collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8)
+            collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
             begin = time.perf_counter()
             results[(model_info.path, shard)] = (
                 idx,

@@ -85,9 +85,8 @@ def _text(value: object) -> str:
 
 
 def _answer_index(value: object, options: Sequence[str], letters: Sequence[str]) -> int | None:
-    """The key as an index: a bare letter ('B', '(b)', 'Option B'), the option's own text ('4'), or a
-    letter and that option's text ('B. 4'). Anything else ('B cells.' when B is not 'cells', 'A or C')
-    is no key: a misread key would teach the model a wrong answer."""
+    """The key as an index: a bare letter ('B', '(b)', 'Option B'), the option's own text ('4'), or a letter and
+    that option's text ('B. 4'); anything else ('B cells.' when B is not 'cells', 'A or C') is no key (None)."""
     text = _text(value)
     same = [i for i, option in enumerate(options) if _option_key(option) == _option_key(text)]
     if same and text.upper() not in letters:  # the option's text instead of its letter
@@ -100,7 +99,7 @@ def _answer_index(value: object, options: Sequence[str], letters: Sequence[str])
             match = match if _option_key(option) == _option_key(match.group(2)) else None
     if match and match.group(1).upper() in letters:
         return list(letters).index(match.group(1).upper())
-    return None
+    return None  # no key: a misread key would teach the model a wrong answer
 
 
 def _option_key(text: str) -> str:
@@ -175,16 +174,14 @@ def _normalise(text: str) -> str:
 
 
 class Deduper:
-    """Near-duplicate prompts: cosine similarity of TF-IDF word vectors to every kept prompt.
-
-    Words are hashed (no fitted vocabulary), so a new question's words always count, and document
-    frequencies come from the kept prompts plus `vocabulary` texts (e.g. the passages), updated on
-    every add. Thread-safe.
-    """
+    """Near-duplicate prompts: cosine similarity of TF-IDF word vectors to every kept prompt. Thread-safe."""
 
     def __init__(self, references: Sequence[str], threshold: float, vocabulary: Sequence[str] = ()):
         self.threshold = threshold
+        # words are hashed (no fitted vocabulary), so a new question's words always count
         self._hasher = HashingVectorizer(n_features=2**18, alternate_sign=False, norm=None, strip_accents="unicode")
+        # document frequencies come from the kept prompts plus `vocabulary` texts (e.g. the passages), updated
+        # on every add
         self._df = np.zeros(self._hasher.n_features)
         self._n_docs = 0
         self._lock = threading.RLock()

@@ -26,9 +26,12 @@ class GenerateConfig:
     existing: list[str] = help_field([], "question files whose prompts the new ones must not near-duplicate")
     template: str | None = help_field(
         None,
-        "generation prompt template (default: mcq/prompts/generate.txt, or generate_no_passage.txt without passages)",
+        "generation prompt template (default: mcq/generate/prompts/generate.txt, "
+        "or generate_no_passage.txt without passages)",
     )
-    verify_template: str | None = help_field(None, "verification prompt template (default: mcq/prompts/verify.txt)")
+    verify_template: str | None = help_field(
+        None, "verification prompt template (default: mcq/generate/prompts/verify.txt)"
+    )
     base_url: str | None = help_field(
         None, "OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1 (env MCQ_LLM_BASE_URL)"
     )

@@ -379,15 +379,15 @@ def show_submission(
     ref: str | None = None,
     expected: bool = False,
 ) -> dict | None:
-    """Print a submission's status and scores (the one `ref` names, else the newest with `message`, else
-    the newest); with wait_scored, poll until it is scored. `expected`: we just submitted it, so a
-    listing without it means 'not listed yet', never 'take an older one'."""
+    """Print a submission's status and scores (the one `ref` names, else the newest with `message`, else the
+    newest); with wait_scored, poll until it is scored."""
     start = time.monotonic()
     while True:
         result = cli.run(["competitions", "submissions", COMPETITION, "--csv"], quiet=not cli.dry_run)
         if result is None:
             return None
         row = newest_submission(parse_submissions(check_result(result).output), message, ref)
+        # `expected`: we just submitted it, so a listing without it means 'not listed yet', never 'take an older one'
         if row is None and expected and wait_scored and time.monotonic() - start <= max_wait:
             cli.say(f"submission {ref or repr(message)} is not listed yet, waiting")
             sleep(interval)

@@ -183,13 +183,12 @@ def build_tree(
 
 
 def unpack_like_kaggle(staged: Path, dest: Path, scratch: Path) -> None:
-    """What the kaggle CLI uploads from a staged folder and how the dataset then appears: top-level files as
-    they are, each sub-folder zipped (as `--dir-mode zip` does) and unpacked by Kaggle into a folder of that
-    name; dataset-metadata.json is read by the CLI, not uploaded."""
+    """What the kaggle CLI uploads from a staged folder and how the dataset then appears: top-level files as they
+    are, each sub-folder zipped (as `--dir-mode zip` does) and unpacked by Kaggle into a folder of that name."""
     dest.mkdir(parents=True)
     scratch.mkdir(parents=True, exist_ok=True)
     for entry in sorted(staged.iterdir()):
-        if entry.name == DATASET_METADATA:
+        if entry.name == DATASET_METADATA:  # read by the CLI, not uploaded
             continue
         if entry.is_file():
             shutil.copy2(entry, dest / entry.name)

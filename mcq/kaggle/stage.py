@@ -108,14 +108,11 @@ def kernel_metadata(
     machine_shape: str = "NvidiaTeslaT4",
     code_file: str = "kernel.py",
 ) -> dict:
-    """kernel-metadata.json for an internet-free GPU script kernel on the competition's data.
-
-    `enable_internet` is written out because `kaggle kernels push` defaults it to true, and a code
-    competition refuses submissions from kernels with internet on. The title must slugify (as the kaggle
-    CLI does, with python-slugify) to the slug: Kaggle derives a new kernel's slug from its title.
-    """
+    """kernel-metadata.json for an internet-free GPU script kernel on the competition's data."""
     check_slug(slug, "kernel", "--kernel-slug", lo=5)
     title = check_title(title, "kernel", "--kernel-title", lo=5)
+    # the title must slugify (as the kaggle CLI does, with python-slugify) to the slug: Kaggle derives a new
+    # kernel's slug from its title
     if slugify(title) != slug:
         raise KaggleSetupError(
             f"--kernel-title '{title}' gives the slug '{slugify(title)}', not the kernel slug '{slug}': "
@@ -132,6 +129,8 @@ def kernel_metadata(
         "is_private": True,
         "enable_gpu": True,
         "enable_tpu": False,
+        # written out because `kaggle kernels push` defaults it to true, and a code competition refuses
+        # submissions from kernels with internet on
         "enable_internet": False,
         "dataset_sources": list(dataset_sources),
         "competition_sources": [COMPETITION],
@@ -162,15 +161,13 @@ def model_files(folder: Path) -> tuple[list[str], list[str]]:
 def stage_models(
     folders: Sequence[Path], dest: Path, meta: dict, secrets: Iterable[str] = (), allow_mixed: bool = False
 ) -> StagedDataset:
-    """Lay out the exported models as one dataset: DEST/<name>/ per model plus dataset-metadata.json.
-
-    Every folder is checked as inference checks it (and models that could not be ensembled are refused)
-    before anything is written; only inference files are copied (hard-linked where possible).
-    """
+    """Lay out the exported models as one dataset: DEST/<name>/ per model plus dataset-metadata.json."""
     from mcq.core.export import find_model_folders
     from mcq.core.predict import inspect_models
     from mcq.errors import ModelFolderError
 
+    # every folder is checked as inference checks it (and models that could not be ensembled are refused)
+    # before anything is written
     try:
         infos = inspect_models(find_model_folders(list(folders)), allow_mixed=allow_mixed)
     except ModelFolderError as err:
@@ -179,7 +176,7 @@ def stage_models(
     tmp = _fresh(dest)
     skipped = []
     for name, info in zip(names, infos):
-        keep, left_out = model_files(info.path)
+        keep, left_out = model_files(info.path)  # only inference files are copied (hard-linked where possible)
         (tmp / name).mkdir()
         for file in keep:
             _link_or_copy(info.path / file, tmp / name / file)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcq.config import help_field
-from mcq.core.attention import ATTENTION
+from mcq.core.attention import ATTENTION, DEFAULT_ATTENTION
 from mcq.errors import ConfigError
 from mcq.train.lr import SHAPES
 
@@ -54,7 +54,7 @@ class TrainConfig:
     precision: str = help_field("bf16", "bf16, fp16 or fp32 (fp32 on CPU whatever is set)")
     gradient_checkpointing: bool = help_field(False, "trade compute for memory in phase 2")
     attention: str = help_field(
-        "eager",
+        DEFAULT_ATTENTION,
         "DeBERTa attention: eager (transformers') or disentangled-flash "
         "(fused Triton kernels on CUDA: pip install disentangled-flash)",
     )

@@ -27,11 +27,7 @@ def effective_batch(per_device: int, accumulation: int, devices: int) -> int:
 
 
 def layer_lr_factors(n_groups: int, shape: str, min_factor: float = 0.1, decay: float = 2.6) -> list[float]:
-    """Per-group LR factors, bottom (embeddings) to top (head); the top group always gets 1.0.
-
-    cosine: min_factor at the bottom rising along half a cosine to 1.0; geometric: ULMFiT's rule (each
-    group below gets the one above divided by `decay`); constant: 1.0 everywhere (plain fine-tuning).
-    """
+    """Per-group LR factors, bottom (embeddings) to top (head); the top group always gets 1.0."""
     if n_groups < 1:
         raise ValueError(f"need at least one group, got {n_groups}")
     if shape not in SHAPES:
@@ -39,10 +35,11 @@ def layer_lr_factors(n_groups: int, shape: str, min_factor: float = 0.1, decay: 
     if not 0.0 < min_factor <= 1.0:
         raise ValueError(f"min_factor must be in (0, 1], got {min_factor}")
     if n_groups == 1 or shape == "constant":
-        return [1.0] * n_groups
+        return [1.0] * n_groups  # constant: 1.0 everywhere (plain fine-tuning)
     top = n_groups - 1
-    if shape == "geometric":
+    if shape == "geometric":  # ULMFiT's rule: each group below gets the one above divided by `decay`
         return [decay ** -(top - i) for i in range(n_groups)]
+    # cosine: min_factor at the bottom rising along half a cosine to 1.0
     return [min_factor + (1.0 - min_factor) * (1.0 - math.cos(math.pi * i / top)) / 2.0 for i in range(n_groups)]
 
 

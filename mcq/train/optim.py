@@ -18,18 +18,15 @@ def decay_parameter_names(model: PreTrainedModel) -> set[str]:
 
 
 def param_groups(model: PreTrainedModel, top_lr: float, layers: LayerRule, weight_decay: float) -> list[dict]:
-    """Optimizer groups of the trainable parameters only, each tagged with its layer-group name.
-
-    A layer group's LR is top_lr x its LayerRule factor (bottom to top); frozen parameters are left out,
-    and every trainable one is in exactly one group.
-    """
+    """Optimizer groups of the trainable parameters only, each tagged with its layer-group name; every trainable
+    parameter is in exactly one group."""
     groups = layer_groups(model)
     factors = layers.factors(len(groups))
     params = dict(model.named_parameters())
     with_decay = decay_parameter_names(model)
     out = []
     for (name, names), factor in zip(groups, factors):
-        trainable = [n for n in names if params[n].requires_grad]
+        trainable = [n for n in names if params[n].requires_grad]  # frozen parameters are left out
         for suffix, wd, keep in (("", weight_decay, True), (".no_decay", 0.0, False)):
             chosen = [n for n in trainable if (n in with_decay) == keep]
             if chosen:
@@ -38,7 +35,7 @@ def param_groups(model: PreTrainedModel, top_lr: float, layers: LayerRule, weigh
                         "name": name + suffix,
                         "params": [params[n] for n in chosen],
                         "param_names": chosen,
-                        "lr": top_lr * factor,
+                        "lr": top_lr * factor,  # top_lr x the layer group's LayerRule factor (bottom to top)
                         "weight_decay": wd,
                     }
                 )

@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mcq.core.attention import use_attention
+from mcq.core.batching import PAD_MULTIPLE
 from mcq.core.data import Questions, concat_questions, read_questions
 from mcq.core.export import commit_export, export_meta, stage_export, write_meta
 from mcq.core.features import MultipleChoiceCollator, encode
@@ -117,7 +118,7 @@ def run_phase(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, r
         args=args,
         train_dataset=data.train_features,
         eval_dataset=data.valid_features,
-        data_collator=MultipleChoiceCollator(data.tokenizer, pad_to_multiple_of=8),
+        data_collator=MultipleChoiceCollator(data.tokenizer, pad_to_multiple_of=PAD_MULTIPLE),
         processing_class=data.tokenizer,
         optimizers=(build_optimizer(groups, args.adam_epsilon), None),
         compute_metrics=(lambda p: eval_metrics(p, valid)) if valid is not None else None,
