@@ -25,6 +25,10 @@ class ModelFolderError(McqError, ValueError):
     """An exported model folder that inference cannot use; the message says what is missing and what to do."""
 
 
+class OutputError(McqError, OSError):
+    """An output that could not be written (disk full, read-only folder); what was there before is kept."""
+
+
 class SubmissionError(McqError, ValueError):
     """A submission that Kaggle would reject or score wrongly; nothing is written."""
 

@@ -11,6 +11,7 @@ MCQ_KAGGLE_ROOT=DIR runs it on DIR/input and DIR/working instead of /kaggle (the
 python -m mcq.rehearse). Only the standard library is imported before the mcq package is installed.
 """
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -148,6 +149,8 @@ def run(env=os.environ):
     for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
                         ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
         os.environ.setdefault(name, value)
+    # mcq's warnings (a cut option, an empty prompt) and stage timings go to the kernel's log
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     input_root, working = kaggle_dirs(env)
     rerun = "yes" if env.get("KAGGLE_IS_COMPETITION_RERUN") else "no"
     print(f"mcq kernel: input {input_root}, working {working}, run type {env.get('KAGGLE_KERNEL_RUN_TYPE', '-')}, "

@@ -103,13 +103,15 @@ def concat_questions(parts: list[Questions]) -> Questions:
     )
 
 
-def read_questions(path: str | Path, require_answer: bool = False) -> Questions:
+def read_questions(path: str | Path, require_answer: bool = False, lenient: bool = False) -> Questions:
     """Read and validate one question file; raise DataError naming file, row and column on bad input."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a question file. Pass the file itself (e.g. {path}/train.csv).")
     if not path.is_file():
         raise DataError(f"{path}: no such file. Check the path (it is read relative to {Path.cwd()}).")
     frame, rows = _read_table(path)
-    return _canonical(frame, rows, str(path), require_answer)
+    return _canonical(frame, rows, str(path), require_answer, lenient)
 
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -173,7 +175,7 @@ def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "").map(lambda v: v if isinstance(v, str) else str(v))
 
 
-def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer: bool) -> Questions:
+def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer: bool, lenient: bool) -> Questions:
     if len(frame) == 0:
         raise DataError(f"{source}: no questions below the header. Add rows or point at the right file.")
     names = [c.lower() if c.lower() in RESERVED else c for c in frame.columns]
@@ -195,15 +197,37 @@ def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer
         )
 
     prompts = _column(frame, columns["prompt"]).tolist()
-    for i, prompt in enumerate(prompts):
-        if not prompt.strip():
-            raise DataError(f"{source}: {rows[i]}, column 'prompt' is empty. Fill it in or drop the row.")
+    ids = _ids(frame, columns, rows, source)
+    empty = [i for i, prompt in enumerate(prompts) if not prompt.strip()]
+    if empty and not lenient:
+        raise DataError(f"{source}: {rows[empty[0]]}, column 'prompt' is empty. Fill it in or drop the row.")
+    if empty:  # inference scores every question it is given: the options alone still rank
+        log.warning(
+            "%s: %d question(s) with an empty prompt, scored on their options alone: %s",
+            source,
+            len(empty),
+            _named(ids, rows, empty),
+        )
     options = [list(row) for row in zip(*(_column(frame, columns[x]).tolist() for x in letters))]
     _warn_empty_options(options, letters, source)
-    ids = _ids(frame, columns, rows, source)
+    blank = [i for i, opts in enumerate(options) if not any(opts)]
+    if blank:
+        log.warning(
+            "%s: %d question(s) with every option empty; their predictions are %s: %s",
+            source,
+            len(blank),
+            " ".join(letters[:3]),
+            _named(ids, rows, blank),
+        )
     answers = _answers(frame, columns, rows, letters, options, source) if "answer" in columns else None
     contexts = _column(frame, columns["context"]).tolist() if "context" in columns else None
     return Questions(source, ids, prompts, options, tuple(letters), contexts, answers, "id" not in columns)
+
+
+def _named(ids: list[str], rows: list[str], picked: list[int], most: int = 10) -> str:
+    """'id q7 (line 9), ...' for the first few of the picked rows."""
+    shown = ", ".join(f"id {ids[i]} ({rows[i]})" for i in picked[:most])
+    return shown + (f" and {len(picked) - most} more" if len(picked) > most else "")
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

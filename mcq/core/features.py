@@ -25,13 +25,26 @@ def first_texts(questions: Questions, sep: str) -> list[str]:
     return [f"{p} {sep} {c}" if c else p for p, c in zip(questions.prompts, questions.contexts)]
 
 
-def encode(questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
-    """A Dataset of nested per-option token ids (+ labels when answers are known, + length for grouping)."""
+def encode(
+    questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int, cut_long_options: bool = False
+) -> Dataset:
+    """A Dataset of nested per-option token ids (+ labels when answers are known, + length for grouping);
+    an option too long for max_length is refused (training) or cut at its end (inference: cut_long_options)."""
     n = len(questions.letters)
     firsts = first_texts(questions, tokenizer.sep_token or "\n")
     pairs_first = [text for text in firsts for _ in range(n)]
     pairs_second = [opt for opts in questions.options for opt in opts]
-    _check_options_fit(questions, tokenizer, max_length)
+    too_long = _options_too_long(questions, tokenizer, max_length)
+    if too_long and not cut_long_options:
+        k, length = too_long[0]
+        i, j = divmod(k, n)
+        raise DataError(
+            f"{questions.source}: question id '{questions.ids[i]}', column '{questions.letters[j]}': "
+            f"the option alone is {length} tokens, which with the prompt does not fit max_length={max_length}. "
+            "Raise max_length or shorten the option (options are never truncated)."
+        )
+    if too_long:
+        pairs_second = _cut_options(pairs_second, too_long, tokenizer, max_length, questions)
     enc = tokenizer(pairs_first, pairs_second, truncation="only_first", max_length=max_length)
     _report_truncation(questions.source, [len(ids) for ids in enc["input_ids"]], max_length)
     columns = {k: [v[i : i + n] for i in range(0, len(v), n)] for k, v in enc.items()}
@@ -56,20 +69,36 @@ def _report_truncation(source: str, lengths: list[int], max_length: int) -> None
         )
 
 
-def _check_options_fit(questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
-    """An option that alone fills max_length cannot be kept whole: say which one, before tokenising all."""
+def _options_too_long(questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int) -> list:
+    """(flat pair index, option tokens) of every option that alone leaves no room for the prompt."""
     reserve = tokenizer.num_special_tokens_to_add(pair=True) + 1  # + at least one prompt token
     flat = [opt for opts in questions.options for opt in opts]
     lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]]
+    return [(k, length) for k, length in enumerate(lengths) if length + reserve > max_length]
+
+
+def _cut_options(
+    options: list[str], too_long: list, tokenizer: PreTrainedTokenizerBase, max_length: int, questions: Questions
+) -> list[str]:
+    """The options with each long one cut at its end, leaving a quarter of max_length to the prompt; one warning."""
+    keep = max_length - tokenizer.num_special_tokens_to_add(pair=True) - max(1, max_length // 4)
+    cut = list(options)
+    for k, _ in too_long:
+        offsets = tokenizer(options[k], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        cut[k] = options[k][: offsets[keep - 1][1]]
     n = len(questions.letters)
-    for k, length in enumerate(lengths):
-        if length + reserve > max_length:
-            i, j = divmod(k, n)
-            raise DataError(
-                f"{questions.source}: question id '{questions.ids[i]}', column '{questions.letters[j]}': "
-                f"the option alone is {length} tokens, which with the prompt does not fit max_length={max_length}. "
-                "Raise max_length or shorten the option (options are never truncated)."
-            )
+    named = [f"{questions.ids[k // n]} {questions.letters[k % n]} ({length} tokens)" for k, length in too_long[:10]]
+    log.warning(
+        "%s: %d option(s) longer than max_length %d alone were cut at their end to %d tokens so every question is "
+        "scored (raise max_length to keep them whole): %s%s",
+        questions.source,
+        len(too_long),
+        max_length,
+        keep,
+        ", ".join(named),
+        f" and {len(too_long) - 10} more" if len(too_long) > 10 else "",
+    )
+    return cut
 
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

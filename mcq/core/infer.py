@@ -67,7 +67,7 @@ def run_inference(
     infos = inspect_models(folders, allow_mixed=allow_mixed)
     for info in infos:  # before any model loads: a typo or a non-DeBERTa model fails in a second
         check_supported(attention, info.model_type, str(info.path))
-    questions = read_questions(test)
+    questions = read_questions(test, lenient=True)  # a bad question degrades with a warning, never stops the run
     timings["load_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

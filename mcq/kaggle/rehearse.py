@@ -114,7 +114,7 @@ def rehearse(args: argparse.Namespace, root: Path) -> dict:
 
     if args.test.suffix.lower() != ".csv":
         raise KaggleSetupError(f"--test {args.test}: Kaggle's test file is a CSV; pass one.")
-    questions = read_questions(args.test)
+    questions = read_questions(args.test, lenient=True)  # as the kernel reads it
     if not args.kernel.is_file():
         raise KaggleSetupError(f"--kernel {args.kernel}: not found.")
     build_tree(root, args.models, args.test, args.kernel, args.layout, args.allow_mixed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mcq.config import help_field
@@ -18,6 +19,9 @@ class TrainConfig:
     train: list[str] = help_field([], "training question files (CSV, Parquet, JSONL); several are concatenated")
     extra_train: list[str] = help_field([], "extra training files, e.g. generated questions, appended to train")
     valid: str | None = help_field(None, "validation question file with an answer column (scored with MAP@3)")
+    valid_overlap: str = help_field(
+        "error", "validation questions also in the training data (same prompt and options): error or warn"
+    )
     max_train: int | None = help_field(None, "use only the first N training questions (quick runs)")
     max_valid: int | None = help_field(None, "use only the first N validation questions")
     max_length: int = help_field(
@@ -81,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"layer_lr_shape: '{self.layer_lr_shape}' is not one of {SHAPES}")
         if self.attention not in ATTENTION:
             raise ConfigError(f"attention: '{self.attention}' is not one of {', '.join(ATTENTION)}")
+        if self.valid_overlap not in {"error", "warn"}:
+            raise ConfigError(f"valid_overlap: '{self.valid_overlap}' is not one of error, warn")
         if self.precision not in {"bf16", "fp16", "fp32"}:
             raise ConfigError(f"precision: '{self.precision}' is not one of bf16, fp16, fp32")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -107,3 +113,30 @@ class TrainConfig:
         """Checks that need the whole configuration (file + flags) before a run starts."""
         if not self.train:
             raise ConfigError("train: no training file; set `train:` in the config or pass --train FILE")
+
+
+# Settings a resumed run may change: they alter neither what a finished seed learned nor how it was exported.
+RESUMABLE = {
+    "output_dir",  # a run folder moved elsewhere is still the same run
+    "seeds",
+    "valid",
+    "max_valid",
+    "valid_overlap",
+    "eval_batch",
+    "eval_per_epoch",
+    "logging_steps",
+    "report_to",
+    "num_workers",
+    "keep_checkpoints",
+    "save_total_limit",
+    "auto_find_batch_size",
+    "gradient_checkpointing",
+    "attention",
+}
+
+
+def resume_differences(stored: dict, cfg: TrainConfig) -> list[str]:
+    """'name: stored -> now' for every setting that a resume must not change."""
+    now = dataclasses.asdict(cfg)
+    names = sorted((set(stored) | set(now)) - RESUMABLE)
+    return [f"{n}: {stored.get(n)!r} -> {now.get(n)!r}" for n in names if stored.get(n) != now.get(n)]

@@ -7,6 +7,7 @@ what goes into it: the data, the frozen parameters and the optimizer groups of e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -37,8 +38,8 @@ from mcq.core.predict import inspect_models, models_logits
 from mcq.errors import ConfigError, DataError
 from mcq.io import atomic_write, atomic_write_text, write_array
 from mcq.train import distributed
-from mcq.train.config import TrainConfig
-from mcq.train.layout import RunLayout
+from mcq.train.config import TrainConfig, resume_differences
+from mcq.train.layout import RunLayout, run_lock
 from mcq.train.lr import effective_batch, scaled_lr
 from mcq.train.optim import build_optimizer, param_groups
 from mcq.train.phases import Phase, freeze_for, head_state, recipe_phases
@@ -67,6 +68,8 @@ def load_run_data(cfg: TrainConfig) -> RunData:
     files = cfg.train + cfg.extra_train
     train = concat_questions([read_questions(p, require_answer=True) for p in files]).head(cfg.max_train)
     valid = read_questions(cfg.valid, require_answer=True).head(cfg.max_valid) if cfg.valid else None
+    if valid is not None:
+        check_overlap(train, valid, cfg.valid_overlap)
     if valid is not None and valid.letters != train.letters:
         raise DataError(
             f"{cfg.valid}: options {''.join(valid.letters)} but training data has {''.join(train.letters)}; "
@@ -83,6 +86,27 @@ def load_run_data(cfg: TrainConfig) -> RunData:
         model_path=model_path,
         top_lr=derive_lr(cfg),
     )
+
+
+def check_overlap(train: Questions, valid: Questions, policy: str) -> None:
+    """Validation questions that are also training questions (same prompt and options) inflate MAP@3."""
+    seen = {_question_key(p, o): i for i, (p, o) in enumerate(zip(train.prompts, train.options))}
+    both = [(j, seen[k]) for j, k in enumerate(map(_question_key, valid.prompts, valid.options)) if k in seen]
+    if not both:
+        return
+    j, i = both[0]
+    message = (
+        f"{valid.source}: {len(both)} of {len(valid)} validation questions are also in the training data "
+        f"(e.g. id '{valid.ids[j]}' is training id '{train.ids[i]}' of {train.source}); the validation MAP@3 would "
+        "be inflated. Remove them from one side, or set valid_overlap: warn (--valid-overlap warn) to go on."
+    )
+    if policy == "error":
+        raise DataError(message)
+    log.warning("%s", message)
+
+
+def _question_key(prompt: str, options: list[str]) -> tuple:
+    return (" ".join(prompt.lower().split()), *(" ".join(o.lower().split()) for o in options))
 
 
 def derive_lr(cfg: TrainConfig) -> float:
@@ -191,6 +215,8 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
             _drop_checkpoints(layout.phase_dir(seed, full.number))
     distributed.barrier()
     result["wall_s"] = time.perf_counter() - start
+    if distributed.is_main():
+        atomic_write_text(layout.seed_report(seed), json.dumps(result, default=str))
     return result
 
 
@@ -230,19 +256,47 @@ def finished_seed(layout: RunLayout, seed: int) -> dict | None:
     if not meta_file.is_file():
         return None
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    return {"seed": seed, "export": str(meta_file.parent), "valid_map3": meta.get("valid_map3"), "skipped": True}
+    saved = layout.seed_report(seed)
+    part = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}  # per-epoch scores, params
+    return part | {
+        "seed": seed,
+        "export": str(meta_file.parent),
+        "valid_map3": meta.get("valid_map3"),
+        "skipped": True,
+    }
 
 
 def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train every seed (skipping finished ones on resume), ensemble them, and write the report."""
-    start = time.perf_counter()
     layout = RunLayout.of(cfg.output_dir)
+    with run_lock(layout) if distributed.is_main() else contextlib.nullcontext():
+        return _run_training(cfg, layout, resume)
+
+
+def check_resume(cfg: TrainConfig, layout: RunLayout, resume: bool) -> None:
+    """A new run needs a fresh folder; a resumed one the settings it started with (else seeds would mix)."""
     if not resume and layout.started(cfg.seeds):
         raise ConfigError(
             f"{layout.root} already holds a run. Add --resume to continue it (finished seeds are kept), "
             "or choose another --output-dir."
         )
+    if resume and layout.config.is_file():
+        differences = resume_differences(json.loads(layout.config.read_text(encoding="utf-8")), cfg)
+        if differences:
+            raise ConfigError(
+                f"{layout.root}: --resume with other settings than the run started with ({'; '.join(differences)}). "
+                "Resume with the same settings, or start a new run in another --output-dir."
+            )
+    elif resume:
+        log.warning("%s: no %s (a run of an older mcq); settings cannot be compared", layout.root, layout.config.name)
+
+
+def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
+    start = time.perf_counter()
+    check_resume(cfg, layout, resume)
     data = load_run_data(cfg)
+    if distributed.is_main() and not (resume and layout.config.is_file()):
+        atomic_write_text(layout.config, json.dumps(dataclasses.asdict(cfg), indent=2))  # the data was good
     seeds = []
     for seed in cfg.seeds:
         done = finished_seed(layout, seed) if resume else None

@@ -70,6 +70,21 @@ def test_an_option_longer_than_max_length_is_an_error_naming_it(tokenizer):
         encode(q, tokenizer, max_length=16)
 
 
+def test_at_inference_a_long_option_is_cut_at_its_end_and_named_once(tokenizer, caplog):
+    long = " ".join(["atom", "cell", "wave"] * 40)  # 120 words: far over max_length 16
+    q = one_question("what is heat", ["energy", long, "mass"])
+    with caplog.at_level(logging.WARNING, logger="mcq.core.features"):
+        features = encode(q, tokenizer, max_length=16, cut_long_options=True)
+    ids = features[0]["input_ids"]
+    assert [len(x) <= 16 for x in ids] == [True, True, True]
+    kept = decoded(tokenizer, ids[1])
+    assert kept[:3] == ["what", "is", "heat"], "the prompt keeps its place (a quarter of max_length)"
+    assert kept[3:] == long.split()[: len(kept) - 3], "the option keeps its beginning"
+    assert decoded(tokenizer, ids[0]) == ["what", "is", "heat", "energy"], "other options are untouched"
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "1 option(s) longer than max_length 16" in warning and "q1 B (" in warning
+
+
 def test_collator_pads_to_multiple_of_8_and_reshapes(tokenizer):
     q = Questions("mem", ["a", "b"], ["what is heat", "which atom"], [["energy", "mass"], ["proton", "a very long electron cloud"]],
                   ("A", "B"), None, None)

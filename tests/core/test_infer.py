@@ -215,3 +215,48 @@ def test_cli_flags_are_checked_before_any_model_loads(models, question_files, tm
     assert main_guard(lambda: infer_cli.main([*base, "--out", str(tmp_path / "dir")])) == 2
     assert "is a folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not list((tmp_path / "dir").iterdir())
+
+
+def test_inference_scores_every_question_of_a_syntactically_valid_file(models, tmp_path, caplog):
+    """The kernel must submit for any hidden test.csv: an option of 600 tokens, an empty prompt and a question
+    whose options are all empty degrade with a warning naming them, never stop the run."""
+    test = tmp_path / "hard.csv"
+    long = " ".join(["atom", "energy", "wave"] * 200)
+    test.write_text(
+        "id,prompt,A,B,C,D,E\n"
+        f"long,which wave is it,{long},light,heat,mass,force\n"
+        "noprompt,,gravity,mass,heat,light,atom\n"
+        "blank,what is an atom,,,,,\n"
+        "fine,what is heat,energy,mass,light,atom,wave\n",
+        encoding="utf-8",
+    )
+    caplog.set_level("WARNING")
+    result = run_inference(models, test, tmp_path / "out" / "submission.csv")
+    sub = pd.read_csv(result.submission, dtype=str, keep_default_na=False)
+    assert sub["id"].tolist() == ["long", "noprompt", "blank", "fine"]
+    assert all(len(set(p.split())) == 3 for p in sub["prediction"])
+    assert sub["prediction"][2] == "A B C"  # nothing to rank: the first letters, in order
+    text = caplog.text
+    assert "option(s) longer than max_length 48" in text and "long A (" in text
+    assert "empty prompt" in text and "id noprompt" in text
+    assert "every option empty" in text and "id blank" in text
+
+
+def test_a_full_disk_at_the_submission_keeps_the_previous_one_and_names_it(models, question_files, tmp_path,
+                                                                              capsys, monkeypatch):
+    import errno
+
+    out = tmp_path / "out" / "submission.csv"
+    argv = ["--models", str(tmp_path / "models"), "--test", str(question_files["test"]), "--out", str(out)]
+    assert infer_cli.main(argv) == 0
+    before = out.read_text()
+
+    def disk_full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    capsys.readouterr()
+    assert main_guard(lambda: infer_cli.main(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: could not be written (No space left on device)") and err.count("\n") == 1
+    assert out.read_text() == before and not list(out.parent.glob(".submission.csv.*"))

@@ -621,7 +621,13 @@ def test_kernel_search_errors_say_what_to_attach(tmp_path):
 
 @pytest.fixture(scope="module")
 def rehearsal_test(tmp_path_factory):
-    return write_questions(tmp_path_factory.mktemp("rehearsal") / "test.csv", 12, seed=5, answers=False)
+    """12 questions plus the three a hidden test may hold: a 600-token option, an empty prompt, no options."""
+    path = write_questions(tmp_path_factory.mktemp("rehearsal") / "test.csv", 12, seed=5, answers=False)
+    long = " ".join(["atom", "energy", "wave"] * 200)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"long,which wave,{long},light,heat,mass,force\nnoprompt,,gravity,mass,heat,light,atom\n"
+                 "blank,what is an atom,,,,,\n")
+    return path
 
 
 def test_rehearsal_runs_the_kernel_offline_and_validates_the_submission(exported, rehearsal_test, tmp_path, capsys):
@@ -636,7 +642,9 @@ def test_rehearsal_runs_the_kernel_offline_and_validates_the_submission(exported
     assert "installed in" in out and "(mcq " + mcq.__version__ in out
     assert not (root / "input" / "datasets" / "rehearsal" / "llmse-mcq-models" / "seed0" / "optimizer.pt").exists()
     sub = pd.read_csv(root / "working" / "submission.csv", dtype=str)
-    assert len(sub) == 12
+    assert len(sub) == 15 and sub["id"].tolist()[-3:] == ["long", "noprompt", "blank"]
+    assert "option(s) longer than max_length" in out and "long A (" in out  # the kernel's warnings, shown
+    assert "empty prompt" in out and "id noprompt" in out and "every option empty" in out and "id blank" in out
     report = json.loads((root / "working" / "mcq_timings.json").read_text())
     assert report["n_models"] == 2 and Path(report["code"]).is_relative_to(root / "input")
 

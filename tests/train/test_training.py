@@ -1,5 +1,7 @@
 """End to end on a tiny DeBERTa: three seeds -> export -> reload -> same logits; reruns, resume, report."""
 import dataclasses
+import subprocess
+import sys
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +18,7 @@ from mcq.core.data import read_questions
 from mcq.core.export import META_FILE
 from mcq.core.features import MultipleChoiceCollator, encode
 from mcq.core.infer import run_inference
-from mcq.errors import ConfigError
+from mcq.errors import ConfigError, DataError
 from mcq.train import cli as train_cli
 from mcq.train.config import TrainConfig
 from mcq.train.lr import warmup_steps_for
@@ -114,6 +116,13 @@ def test_rerun_without_resume_refuses_and_resume_skips_finished_seeds(three_seed
     assert [s.get("skipped", False) for s in report["seeds"]] == [True, False, True]
     assert (export / "model.safetensors").stat().st_mtime_ns == stamp
     assert "ensemble_valid_map3" in report
+    # the finished seeds keep their part of the report: per-epoch MAP@3, parameter counts, wall time
+    _, first = three_seed_run
+    for kept, before in zip(report["seeds"][::2], first["seeds"][::2]):
+        for key in ("eval_history", "total_params", "trainable_params", "wall_s", "groups"):
+            assert kept[key] == before[key], key
+    table = (Path(cfg.output_dir) / "report.md").read_text()
+    assert "(earlier run)" not in table and table.count(f"{first['seeds'][0]['trainable_params']:,} /") == 3
 
 
 def test_resume_with_other_validation_questions_rescores_finished_seeds(three_seed_run, tmp_path, caplog):
@@ -300,3 +309,70 @@ def test_an_unreachable_model_name_is_one_line_naming_the_fix(question_files, tm
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: model 'microsoft/deberta-v3-large-typo'")
     assert "offline or the name is unknown" in err and "--model LOCAL_FOLDER" in err
+
+
+def test_resume_with_other_settings_says_which_and_trains_nothing(three_seed_run, tmp_path):
+    cfg, _ = three_seed_run
+    other = write_questions(tmp_path / "other-train.csv", 24, seed=9)
+    changed = dataclasses.replace(cfg, max_length=64, train=[str(other)])
+    with pytest.raises(ConfigError) as err:
+        run_training(changed, resume=True)
+    message = str(err.value)
+    assert "other settings than the run started with" in message
+    assert "max_length: 48 -> 64" in message and "train: [" in message and "other-train.csv" in message
+    assert "valid" not in message.split("(")[1], "settings a resume may change are not listed"
+    # what a resume may change goes through: other validation questions, another output folder
+    moved = dataclasses.replace(cfg, logging_steps=5, output_dir=cfg.output_dir)
+    assert run_training(moved, resume=True)["seeds"][0]["skipped"]
+
+
+def test_a_second_training_into_the_same_folder_exits_at_once(tiny_deberta, question_files, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); f.write('PID 4242 on trainer-host, since today'); f.flush(); "
+         "print('locked', flush=True); time.sleep(60)", str(run / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=r"in use by a training run \(PID 4242 on trainer-host"):
+            run_training(tiny_config(tiny_deberta, question_files, run))
+        assert not (run / "seed0").exists(), "the second run wrote into the folder"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_warning(tiny_deberta, question_files, tmp_path, caplog):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("PID 999999 on trainer-host, since yesterday\n")  # holder killed: no flock held
+    cfg = tiny_config(tiny_deberta, question_files, run, train=[str(tmp_path / "missing.csv")])
+    caplog.set_level("WARNING")
+    with pytest.raises(DataError):  # it got past the lock: stopped by the data, as it should be
+        run_training(cfg)
+    assert "taking over the lock left by PID 999999 on trainer-host" in caplog.text
+    assert not (run / ".lock").exists(), "the lock was not released"
+
+
+@pytest.mark.parametrize("policy", ["error", "warn"])
+def test_validation_questions_inside_the_training_data_are_caught(tiny_deberta, question_files, tmp_path, caplog,
+                                                                  policy):
+    from mcq.train.run import load_run_data
+
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "run", extra_train=[str(question_files["valid"])],
+                      valid_overlap=policy)
+    caplog.set_level("WARNING")
+    if policy == "error":
+        with pytest.raises(DataError, match="12 of 12 validation questions are also in the training data"):
+            load_run_data(cfg)
+    else:
+        assert len(load_run_data(cfg).train) == 36
+        assert "12 of 12 validation questions are also in the training data" in caplog.text
+
+
+def test_a_folder_given_as_a_question_file_says_so(tmp_path):
+    with pytest.raises(DataError, match="is a folder, not a question file"):
+        read_questions(tmp_path)
