@@ -28,6 +28,7 @@ from mcq import __version__
 from mcq.cli import main_guard
 from mcq.errors import KaggleCommandError, KaggleSetupError, McqError
 from mcq.kaggle.client import (
+    OFFLINE,
     Credentials,
     KaggleCLI,
     check_result,
@@ -140,7 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve_refs(args: argparse.Namespace, creds: Credentials | None) -> Refs:
     """Owner, slugs and titles checked as Kaggle checks them; the kernel title defaults to the slug."""
-    owner = check_owner(args.owner or (creds.username if creds else None))
+    if args.owner:
+        owner = check_owner(args.owner)
+    else:
+        owner = check_owner(creds.username if creds else None, f"the user name in {creds.source if creds else '-'}")
     kernel_slug = args.kernel_slug or args.kernel_dir.resolve().name
     args.kernel_title = args.kernel_title or kernel_slug.replace("-", " ")
     try:
@@ -243,7 +247,9 @@ def push_kernel(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> 
 
 # Failures of a status poll worth retrying: Kaggle's 5xx answers and network trouble
 # (not a 4xx: a wrong slug stays wrong)
-TRANSIENT = re.compile(r"\b5\d\d Server Error|ConnectionError|Connection aborted|timed out|Timeout", re.I)
+TRANSIENT = re.compile(
+    rf"\b5\d\d Server Error|ConnectionError|Connection aborted|timed out|Timeout|{OFFLINE.pattern}", re.I
+)
 STATUS_RETRIES = 3
 
 

@@ -36,6 +36,11 @@ KAGGLE_CLI_ENV = "MCQ_KAGGLE_CLI"  # path of the kaggle executable to run (tests
 SUBMISSION_REF = re.compile(r"Submission ref: (\d+)")
 KERNEL_STATUS = re.compile(r'has status "([^"]*)"')
 FAILURE_MESSAGE = re.compile(r'Failure message: "(.*)"\s*\Z', re.DOTALL)
+# What kaggle 2.2.5 prints when Kaggle cannot be reached (requests/urllib3 wording, token or kaggle.json alike)
+OFFLINE = re.compile(
+    r"NameResolutionError|Failed to resolve|Name or service not known|Temporary failure in name resolution|"
+    r"Network is unreachable|Max retries exceeded|Connection refused"
+)
 KERNEL_DONE, KERNEL_FAILED = {"COMPLETE"}, {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
 
 WHERE_CREDENTIALS = (
@@ -99,8 +104,25 @@ def find_credentials(env: Mapping[str, str] | None = None, home: Path | None = N
 def require_credentials(env: Mapping[str, str] | None = None, home: Path | None = None) -> Credentials:
     creds = find_credentials(env, home)
     if creds is None:
-        raise KaggleSetupError(f"no Kaggle credentials found. {WHERE_CREDENTIALS}")
+        env = os.environ if env is None else env
+        problem = kaggle_json_problem(env, Path(home or env.get("HOME") or Path.home()))
+        raise KaggleSetupError(f"{problem or 'no Kaggle credentials found.'} {WHERE_CREDENTIALS}")
     return creds
+
+
+def kaggle_json_problem(env: Mapping[str, str], home: Path) -> str | None:
+    """What is wrong with a kaggle.json that is there but gives no credentials (truncated, wrong keys)."""
+    path = config_dir(env, home) / "kaggle.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f'{path}: not valid JSON ({type(err).__name__}); it should read {{"username": "...", "key": "..."}}.'
+    if not isinstance(data, dict):
+        return f'{path}: holds {type(data).__name__}, not {{"username": "...", "key": "..."}}.'
+    missing = [k for k in ("username", "key") if not (env.get(f"KAGGLE_{k.upper()}") or data.get(k))]
+    return f"{path}: no {' and no '.join(repr(k) for k in missing)} (its keys: {sorted(data)})." if missing else None
 
 
 def _access_token(env: Mapping[str, str], home: Path) -> tuple[str | None, str]:
@@ -173,13 +195,19 @@ class KaggleCLI:
             encoding="utf-8",
             errors="replace",
         )
-        lines = []
+        lines: list[str] = []
+        traceback_at = None  # a Python traceback of the CLI is collected, not echoed line by line
         assert proc.stdout is not None
         for line in proc.stdout:
             line = redact(line, self.secrets)
             lines.append(line)
-            if not quiet:
+            if traceback_at is None and line.startswith("Traceback (most recent call last)"):
+                traceback_at = len(lines) - 1
+            if not quiet and traceback_at is None:
                 self.echo("  " + line.rstrip("\n"))
+        if traceback_at is not None and not quiet:
+            self.echo(f"  ({len(lines) - traceback_at} lines of the kaggle CLI's traceback; its last line:)")
+            self.echo("  " + lines[-1].rstrip("\n"))
         result = CommandResult(list(args), proc.wait(), "".join(lines))
         if AUTH_REQUIRED in result.output:
             raise KaggleCommandError(
@@ -219,6 +247,17 @@ def check_result(result: CommandResult) -> CommandResult:
             f"`{result.command}`: {bad.group(0).strip()} Kaggle took the push anyway: that kernel version runs "
             "without these sources and must not be submitted. Check the dataset ids (owner/slug) and that the "
             "datasets finished processing (python -m mcq.kaggle status), then push again."
+        )
+    if result.returncode != 0 and OFFLINE.search(out):
+        reasons = {
+            "Failed to resolve": "api.kaggle.com could not be resolved",
+            "Network is unreachable": "the network is unreachable",
+            "Connection refused": "the connection was refused",
+        }
+        reason = next((text for marker, text in reasons.items() if marker in out), "no connection to api.kaggle.com")
+        raise KaggleCommandError(
+            f"cannot reach Kaggle (offline?): `{result.command}` exited {result.returncode} ({reason}). "
+            "Check the network and run the step again."
         )
     if result.returncode != 0:
         tail = "\n".join(out.strip().splitlines()[-6:]) or "(no output)"

@@ -6,6 +6,7 @@ the kaggle CLI and `mcq.rehearse` unpacks them the way Kaggle does to run the ke
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,14 +50,17 @@ class StagedDataset:
     skipped: list[str] = field(default_factory=list)
 
 
-def check_owner(owner: str | None) -> str:
+def check_owner(owner: str | None, source: str = "--owner") -> str:
     """A Kaggle user name as it appears in `owner/slug` references."""
     if not owner:
         raise KaggleSetupError(
             "no Kaggle owner: pass --owner YOUR_KAGGLE_USERNAME (it is not in the credentials found)."
         )
     if not OWNER_RE.match(owner):
-        raise KaggleSetupError(f"--owner '{owner}' is not a Kaggle user name (letters, digits, '-' or '_').")
+        raise KaggleSetupError(
+            f"{source} '{owner}' is not a Kaggle user name (letters, digits, '-' or '_')"
+            + ("." if source == "--owner" else "; fix it there, or pass --owner YOUR_KAGGLE_USERNAME.")
+        )
     return owner
 
 
@@ -174,15 +178,17 @@ def stage_models(
         raise KaggleSetupError(str(err)) from err
     names = _unique_names([m.path for m in infos])
     tmp = _fresh(dest)
-    skipped = []
-    for name, info in zip(names, infos):
-        keep, left_out = model_files(info.path)  # only inference files are copied (hard-linked where possible)
-        (tmp / name).mkdir()
-        for file in keep:
-            _link_or_copy(info.path / file, tmp / name / file)
-        skipped += [f"{info.path}/{s}" for s in left_out]
-    write_json(tmp / DATASET_METADATA, meta)
-    check_no_secrets(tmp, secrets)
+    skipped, origin = [], {}
+    with _removed_on_failure(tmp):
+        for name, info in zip(names, infos):
+            keep, left_out = model_files(info.path)  # only inference files are copied (hard-linked where possible)
+            (tmp / name).mkdir()
+            for file in keep:
+                _link_or_copy(info.path / file, tmp / name / file)
+                origin[tmp / name / file] = info.path / file
+            skipped += [f"{info.path}/{s}" for s in left_out]
+        write_json(tmp / DATASET_METADATA, meta)
+        check_no_secrets(tmp, secrets, origin)
     return StagedDataset(replace_dir(tmp, dest), meta["id"], names, skipped)
 
 
@@ -229,6 +235,13 @@ def stage_code(
     """Lay out the inference code as a dataset: the mcq wheel, wheels of dependencies Kaggle's image lacks,
     and a manifest; the kernel installs them with `pip install --no-index --no-deps`."""
     tmp = _fresh(dest)
+    with _removed_on_failure(tmp):
+        return _stage_code(tmp, dest, meta, extra_wheels, secrets, source)
+
+
+def _stage_code(
+    tmp: Path, dest: Path, meta: dict, extra_wheels: Sequence[Path], secrets: Iterable[str], source: Path
+) -> StagedDataset:
     wheels = [build_wheel(tmp, source)]
     for wheel in map(Path, extra_wheels):
         if wheel.suffix != ".whl" or not wheel.is_file():
@@ -244,12 +257,23 @@ def stage_code(
     }
     write_json(tmp / CODE_MANIFEST, manifest)
     write_json(tmp / DATASET_METADATA, meta)
-    check_no_secrets(tmp, secrets)
+    check_no_secrets(tmp, secrets, {w: Path(e) for w, e in zip(wheels[1:], extra_wheels)})
     return StagedDataset(replace_dir(tmp, dest), meta["id"], [w.name for w in wheels] + [CODE_MANIFEST])
 
 
-def check_no_secrets(folder: Path, secrets: Iterable[str]) -> None:
-    """Refuse to upload a staged folder in which any credential value appears (without printing it)."""
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path) -> Iterator[None]:
+    """A staging folder that fails (a credential found, a full disk) is removed: its copies never linger."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_no_secrets(folder: Path, secrets: Iterable[str], origin: Mapping[Path, Path] | None = None) -> None:
+    """Refuse to upload a staged folder in which any credential value appears (naming the source file, never
+    the value)."""
     needles = [s.encode() for s in secrets if s and len(s) >= 8]
     if not needles:
         return
@@ -259,8 +283,8 @@ def check_no_secrets(folder: Path, secrets: Iterable[str]) -> None:
         data = path.read_bytes()
         if any(n in data for n in needles):
             raise KaggleSetupError(
-                f"{path}: holds one of your Kaggle credentials; nothing was uploaded. "
-                "Remove it from the source folder."
+                f"{(origin or {}).get(path, path)}: holds one of your Kaggle credentials; nothing was staged or "
+                "uploaded. Remove it from that file."
             )
 
 

@@ -670,3 +670,77 @@ def test_runtime_projection_is_fixed_plus_linear():
     assert p["fixed_s"] == pytest.approx(15.0)  # find + load + (predict - forward passes)
     assert p["per_question_s"] == pytest.approx(0.11)
     assert p["projected_s"] == pytest.approx(15.0 + 440.0)
+
+
+# ---- what a user sees when Kaggle is out of reach or a credential file is broken -------------------------
+
+def use_kaggle_json(monkeypatch, home, text):
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.delenv("KAGGLE_KEY", raising=False)
+    (home / ".kaggle").mkdir(exist_ok=True)
+    (home / ".kaggle" / "kaggle.json").write_text(text)
+    return home / ".kaggle" / "kaggle.json"
+
+
+@pytest.mark.parametrize("auth", ["kaggle.json", "token"])
+def test_wait_rides_out_a_dns_hiccup_for_both_kinds_of_credentials(fake, kernel_dir, tmp_path, monkeypatch, capsys,
+                                                                   auth):
+    if auth == "token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    else:
+        use_kaggle_json(monkeypatch, Path(os.environ["HOME"]), json.dumps({"username": "alice", "key": SECRET}))
+    fake.script(kernels_status=["RUNNING", "offline", "offline", "COMPLETE"])
+    assert ship_main("wait", "--owner", "alice", "--poll-interval", "0", stage=tmp_path / "st", kernel=kernel_dir) == 0
+    out = capsys.readouterr().out
+    assert "retry 2 of 3" in out and "finished" in out
+
+
+@pytest.mark.parametrize("auth", ["kaggle.json", "token"])
+def test_an_offline_push_is_one_line_not_the_clis_traceback(fake, kernel_dir, tmp_path, monkeypatch, capsys, auth):
+    if auth == "token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    else:
+        use_kaggle_json(monkeypatch, Path(os.environ["HOME"]), json.dumps({"username": "alice", "key": SECRET}))
+    fake.script(kernels_push="offline")
+    argv = ("push-kernel", "--owner", "alice", "--no-wait", "--poll-interval", "0")
+    assert ship_main(*argv, stage=tmp_path / "st", kernel=kernel_dir) == 1
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1
+    assert err.startswith("error: cannot reach Kaggle (offline?): `kaggle kernels push -p")
+    assert "api.kaggle.com could not be resolved" in err
+    assert out.count("File \"") == 0, "the CLI's traceback was echoed line by line"
+    if auth == "token":
+        assert "lines of the kaggle CLI's traceback; its last line:" in out
+
+
+def test_a_broken_kaggle_json_is_named_with_what_is_wrong(fake, exported, tmp_path, monkeypatch, capsys):
+    home = Path(os.environ["HOME"])
+    path = use_kaggle_json(monkeypatch, home, '{"username": "alice", "key": "f3a9')  # cut off by a bad copy
+    assert ship_main("push-models", "--models", str(exported), stage=tmp_path / "st") == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: not valid JSON" in err and '{"username": "...", "key": "..."}' in err
+    assert "f3a9" not in err
+    use_kaggle_json(monkeypatch, home, json.dumps({"user": "alice", "token": SECRET}))
+    assert ship_main("push-models", "--models", str(exported), stage=tmp_path / "st") == 2
+    err = capsys.readouterr().err
+    assert f"{path}: no 'username' and no 'key' (its keys: ['token', 'user'])" in err and SECRET not in err
+    assert not (tmp_path / "st").exists() and fake.calls() == []
+
+
+def test_a_bad_user_name_in_kaggle_json_is_blamed_on_the_file_not_on_owner(fake, exported, tmp_path, monkeypatch,
+                                                                          capsys):
+    path = use_kaggle_json(monkeypatch, Path(os.environ["HOME"]), json.dumps({"username": "al ice", "key": SECRET}))
+    assert ship_main("push-models", "--models", str(exported), stage=tmp_path / "st") == 2
+    err = capsys.readouterr().err
+    assert f"the user name in {path} 'al ice' is not a Kaggle user name" in err and "--owner '" not in err
+    assert "pass --owner YOUR_KAGGLE_USERNAME" in err
+
+
+def test_a_refused_staging_names_the_source_file_and_leaves_no_copy(fake, tiny_deberta, tmp_path, capsys):
+    folder = export(tiny_deberta, tmp_path / "m" / "seed0", 0)
+    (folder / "config.json").write_text((folder / "config.json").read_text().replace("{", '{"note": "' + SECRET + '",', 1))
+    for _ in range(2):
+        assert ship_main("push-models", "--models", str(folder), stage=tmp_path / "st") == 2
+        err = capsys.readouterr().err
+        assert f"error: {folder / 'config.json'}: holds one of your Kaggle credentials" in err and SECRET not in err
+    assert not list((tmp_path / "st").glob(".*staging*")) and not (tmp_path / "st" / "models").exists()
