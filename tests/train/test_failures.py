@@ -1,32 +1,77 @@
-"""Failure injection: a training killed (SIGKILL) in phase 1, in phase 2, during the export and while a seed is
-scored resumes with --resume to the report an uninterrupted run gives."""
+"""Failure injection: a training killed (SIGKILL, as by kill -9 or the OOM killer) in phase 1, in phase 2, during
+the export and while a seed is scored resumes with --resume to the report an uninterrupted run gives."""
 
 import dataclasses
-import json
 import os
 import signal
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from mcq.train import run as train_run
 from mcq.train.run import run_training
+from mcq.train.trainer import RecipeTrainer
 
-HERE = Path(__file__).resolve().parent
 POINTS = ("phase1", "phase2", "export", "scoring")
 
 
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(point: str, monkeypatch) -> None:
+    """Patch the training (in the child only) so that it is killed at `point`."""
+    if point in ("phase1", "phase2"):
+        original, calls = RecipeTrainer.training_step, {"n": 0}
+        at = 2 if point == "phase1" else 2 + 5  # 2 head steps; phase 2 dies after its checkpoint at step 4
+
+        def step(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == at:
+                die()
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(RecipeTrainer, "training_step", step)
+    elif point == "export":
+        original_stage = train_run.stage_export
+
+        def stage(*args, **kwargs):
+            original_stage(*args, **kwargs)  # the staged copy is half a model folder: then the process dies
+            die()
+
+        monkeypatch.setattr(train_run, "stage_export", stage)
+    else:
+        monkeypatch.setattr(train_run, "score_model", lambda *args, **kwargs: die())
+
+
+def killed_at(point: str, cfg, monkeypatch) -> int:
+    """Train `cfg` in a forked child (the training stack is imported already) killed at `point`; its signal."""
+    pid = os.fork()
+    if pid == 0:  # the child: one torch thread (a forked OpenMP pool must not be used), then train and die
+        try:
+            torch.set_num_threads(1)
+            arm(point, monkeypatch)
+            run_training(cfg)
+        finally:
+            os._exit(3)  # reached only if the kill point never came
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.WTERMSIG(status) if os.WIFSIGNALED(status) else -os.WEXITSTATUS(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the training killed at {point} hung")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_report(trained_run, tmp_path):
+def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_report(trained_run, tmp_path, monkeypatch):
     cfg, uninterrupted = trained_run
     one_seed = {p: dataclasses.replace(cfg, seeds=[0], output_dir=str(tmp_path / p), save_steps=4) for p in POINTS}
-    (tmp_path / "configs.json").write_text(json.dumps({p: dataclasses.asdict(c) for p, c in one_seed.items()}))
-    env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(HERE / "kill_points.py"), str(tmp_path / "configs.json"),
-                           str(tmp_path / "ended.json")], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "ended.json").read_text()) == {p: signal.SIGKILL for p in POINTS}
+    assert {p: killed_at(p, c, monkeypatch) for p, c in one_seed.items()} == {p: signal.SIGKILL for p in POINTS}
 
     killed = {p: Path(c.output_dir) for p, c in one_seed.items()}
     assert not (killed["phase1"] / "seed0" / "head.safetensors").exists()
