@@ -58,3 +58,10 @@ def test_train_speed_counts_real_and_padded_tokens(tiny_deberta, question_files,
     assert naive["computed"] == 2 * 3 * 5 * 48
     assert 0 < ours["real"] <= ours["computed"] < naive["computed"]
     assert token_counts([{"attention_mask": torch.tensor([[1, 1, 0]]), "input_ids": torch.zeros(1, 3)}]) == (2, 3)
+
+
+def test_cli_help_bench_times_a_real_process():
+    from bench import cli_help
+
+    [t] = cli_help.seconds(["-c", "pass"], 1)
+    assert 0 < t < 60 and set(cli_help.COMMANDS) >= {"python train.py --help", "python infer.py --help"}
