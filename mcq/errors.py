@@ -54,5 +54,9 @@ class RehearsalError(McqError, RuntimeError):
     label = "rehearsal FAILED"
 
 
+class RetrievalError(McqError, ValueError):
+    """A corpus, index or retrieval setting that cannot be used; the message names the file, row or setting."""
+
+
 class GenerateError(McqError, RuntimeError):
     """What stops a generation run: unusable settings or inputs, or a server that refuses every request."""

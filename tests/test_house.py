@@ -45,7 +45,7 @@ def test_no_relative_imports_and_no_module_left_at_the_top_of_the_package():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level], path
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "cli.py", "config.py", "errors.py", "io.py", "rehearse.py", "secrets.py"], top
+    assert top == ["__init__.py", "cli.py", "config.py", "errors.py", "io.py", "packages.py", "rehearse.py", "secrets.py"], top
 
 
 def test_every_error_class_a_user_can_see_derives_from_mcq_error():

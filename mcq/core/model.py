@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from transformers.utils import logging as hf_logging
 
 from mcq.core.export import commit_export, export_meta, stage_export
 from mcq.errors import ConfigError
+from mcq.packages import resolve_model_path  # noqa: F401  (re-exported: mcq.core.model.resolve_model_path)
 
 log = logging.getLogger(__name__)
 
@@ -19,24 +19,6 @@ log = logging.getLogger(__name__)
 # DeBERTa's shared relative-position table and the norm applied to it. They are placed with the
 # embeddings (the bottom group) on purpose; a public solution forgot them and never trained them.
 SHARED_INPUT_PARAMS = ("encoder.rel_embeddings", "encoder.LayerNorm")
-
-
-def resolve_model_path(name: str) -> str:
-    """`package:<module>` -> the model folder that Python package ships; anything else unchanged."""
-    if not name.startswith("package:"):
-        return name
-    module_name = name.split(":", 1)[1]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"model '{name}': Python package '{module_name}' is not installed; "
-            f"pip install {module_name.replace('_', '-')}"
-        ) from err
-    path = Path(module.get_model_path() if hasattr(module, "get_model_path") else module.MODEL_DIR)
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"model '{name}': {path} holds no config.json; reinstall the package")
-    return str(path)
 
 
 def load_multiple_choice(path: str) -> PreTrainedModel:

@@ -1,2 +1,3 @@
-"""Open book (issue #11, not built yet): passages for every question from a corpus index (BM25, TF-IDF,
-dense), joined into the `context` that mcq.core.features already puts after the prompt."""
+"""Open book: passages for every question from a corpus index (BM25, TF-IDF, dense or hybrid), joined into
+the `context` that mcq.core.features puts after the prompt. Imports only the shared helpers, so the kernel
+(mcq.core) can retrieve without the training room."""

