@@ -1,4 +1,5 @@
-# make demo      : set up .venv, train 3 seeds on the sample data (CPU, offline), infer, print the submission
+# make demo      : set up .venv, index the sample passages, train 3 seeds open-book on the sample data (CPU,
+#                  offline), infer with retrieved context, print the submission
 # make test      : set up .venv, then lint, format check, types and the test suite (what CI runs)
 # make lint      : ruff (lint + format check) and mypy on mcq/ only
 # make clean     : remove .venv and caches; trained runs in runs/ are kept
@@ -24,9 +25,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 demo: venv
-	rm -rf runs/demo
+	rm -rf runs/demo runs/demo-index
+	$(PYTHON) -m mcq.retrieve build --corpus data/sample/passages.csv --out runs/demo-index
 	$(PYTHON) train.py --config configs/demo.yaml
-	$(PYTHON) infer.py --models runs/demo/models --test data/sample/test.csv --out runs/demo/submission.csv
+	$(PYTHON) infer.py --models runs/demo/models --test data/sample/test.csv --out runs/demo/submission.csv \
+		--index runs/demo-index
 
 lint: venv
 	$(VENV)/bin/ruff check mcq train.py infer.py

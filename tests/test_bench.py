@@ -65,3 +65,30 @@ def test_cli_help_bench_times_a_real_process():
 
     [t] = cli_help.seconds(["-c", "pass"], 1)
     assert 0 < t < 60 and set(cli_help.COMMANDS) >= {"python train.py --help", "python infer.py --help"}
+
+
+def test_retrieval_recall_counts_a_passage_inside_the_question_own_context(tmp_path):
+    import pandas as pd
+
+    from bench import retrieve_quality
+    from mcq.retrieve.index import build_index, open_index
+
+    contexts = ["Magma erupts from a volcano as lava.", "Plants make glucose from sunlight by photosynthesis."]
+    pd.DataFrame({"text": contexts}).to_csv(tmp_path / "c.csv", index_label="id")
+    build_index([tmp_path / "c.csv"], tmp_path / "idx")
+    own = [retrieve_quality.normalise(c) for c in contexts]
+    scores, qps = retrieve_quality.recall(open_index(tmp_path / "idx"), ["volcano lava", "glucose sunlight"], own)
+    assert scores == {1: 1.0, 3: 1.0, 5: 1.0} and qps > 0
+    swapped, _ = retrieve_quality.recall(open_index(tmp_path / "idx"), ["glucose sunlight", "volcano lava"], own)
+    assert swapped[1] == 0.0  # each query finds the other question's context: no hit at rank 1
+
+
+def test_synthetic_corpus_has_the_asked_passages_and_lengths(tmp_path):
+    import pandas as pd
+
+    from bench import retrieve_scale
+
+    retrieve_scale.synthetic(tmp_path / "s.parquet", 250, vocab=500)
+    frame = pd.read_parquet(tmp_path / "s.parquet")
+    words = frame["text"].str.split().str.len()
+    assert len(frame) == 250 and frame["id"].is_unique and words.between(60, 120).all()

@@ -16,7 +16,14 @@ from mcq.cli import main_guard
 from mcq.errors import DataError, KaggleCommandError, McqError, RehearsalError
 
 PACKAGE = ROOT / "mcq"
-COMMANDS = ["mcq.train.cli", "mcq.core.cli", "mcq.kaggle.cli", "mcq.kaggle.rehearse", "mcq.generate.cli"]
+COMMANDS = [
+    "mcq.train.cli",
+    "mcq.core.cli",
+    "mcq.kaggle.cli",
+    "mcq.kaggle.rehearse",
+    "mcq.generate.cli",
+    "mcq.retrieve.cli",
+]
 # exceptions raised and caught inside one module, never shown to a user
 INTERNAL_ERRORS = {"ReplyError", "RequestFailed", "_Retryable", "NetworkBlocked"}
 
@@ -33,11 +40,20 @@ def mcq_imports(path):
     return {n for n in names if n == "mcq" or n.startswith("mcq.")}
 
 
-def test_core_imports_nothing_but_core_and_the_shared_helpers():
-    shared = {"mcq", "mcq.errors", "mcq.io", "mcq.cli", "mcq.config", "mcq.secrets"}
+SHARED = {"mcq", "mcq.errors", "mcq.io", "mcq.cli", "mcq.config", "mcq.secrets", "mcq.packages"}
+
+
+def test_core_imports_nothing_but_core_retrieval_and_the_shared_helpers():
     for path in sorted((PACKAGE / "core").rglob("*.py")):
-        wrong = {n for n in mcq_imports(path) if n not in shared and not n.startswith("mcq.core")}
+        wrong = {n for n in mcq_imports(path) if n not in SHARED and not n.startswith(("mcq.core", "mcq.retrieve"))}
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: mcq.core must not depend on other rooms"
+
+
+def test_retrieval_imports_only_itself_and_the_shared_helpers():
+    # the kernel (mcq.core) retrieves, so retrieval sits below core and must not import it
+    for path in sorted((PACKAGE / "retrieve").rglob("*.py")):
+        wrong = {n for n in mcq_imports(path) if n not in SHARED and not n.startswith("mcq.retrieve")}
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: mcq.retrieve imports no other room"
 
 
 def test_no_relative_imports_and_no_module_left_at_the_top_of_the_package():
@@ -45,7 +61,16 @@ def test_no_relative_imports_and_no_module_left_at_the_top_of_the_package():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level], path
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "cli.py", "config.py", "errors.py", "io.py", "packages.py", "rehearse.py", "secrets.py"], top
+    assert top == [
+        "__init__.py",
+        "cli.py",
+        "config.py",
+        "errors.py",
+        "io.py",
+        "packages.py",
+        "rehearse.py",
+        "secrets.py",
+    ], top
 
 
 def test_every_error_class_a_user_can_see_derives_from_mcq_error():
@@ -93,8 +118,10 @@ def test_help_answers_without_importing_torch(module):
 
 
 def test_console_scripts_point_at_the_commands():
-    scripts = {e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("mcq-")}
-    assert set(scripts) == {"mcq-train", "mcq-infer", "mcq-kaggle", "mcq-rehearse", "mcq-generate"}
+    scripts = {
+        e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("mcq-")
+    }
+    assert set(scripts) == {"mcq-train", "mcq-infer", "mcq-kaggle", "mcq-rehearse", "mcq-generate", "mcq-retrieve"}
     for entry in scripts.values():
         assert callable(entry.load()), entry
     script = shutil.which("mcq-infer", path=str(ROOT / ".venv" / "bin"))

@@ -4,7 +4,9 @@ It searches the input root for the competition's test.csv, the exported models (
 mcq_model.json, from the models dataset) and the wheel of our `mcq` package (from the code dataset, with
 wheels of any dependency Kaggle's image lacks), installs the wheels offline (`pip install --no-index
 --no-deps --target` a temporary folder), ensembles the models with mcq.core.infer.run_inference (fp16,
-every GPU) and writes submission.csv to the working folder. No path is hard-coded: UI-made kernels see
+every GPU) and writes submission.csv to the working folder. With a retrieval index attached (a folder
+holding mcq_index.json, from `python -m mcq.kaggle push-index`), each question's context is retrieved
+offline first, the way the models' training context was made; free RAM is checked against the index first. No path is hard-coded: UI-made kernels see
 /kaggle/input/<slug>/, API-pushed ones /kaggle/input/competitions/<slug>/ and /kaggle/input/datasets/<owner>/<slug>/.
 
 MCQ_KAGGLE_ROOT=DIR runs it on DIR/input and DIR/working instead of /kaggle (the local rehearsal:
@@ -13,6 +15,7 @@ python -m mcq.rehearse). Only the standard library is imported before the mcq pa
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,12 +25,20 @@ from pathlib import Path
 COMPETITION = "kaggle-llm-science-exam"
 ROOT_ENV = "MCQ_KAGGLE_ROOT"
 META_FILE = "mcq_model.json"
+INDEX_MANIFEST = "mcq_index.json"
 SUBMISSION = "submission.csv"
 TIMINGS = "mcq_timings.json"
 # Padded tokens per forward pass (None: mcq's default, 16384); lower it if a T4 runs out of memory.
 BATCH_TOKENS = None
 # One weight per model for the logit mean, in model-folder order; None for equal weights.
 WEIGHTS = None
+# Open book: "auto" uses the one attached index (none attached: closed book); None never retrieves.
+INDEX = "auto"
+# Passages per question, characters of context, tokens per pair: None means what the models trained with.
+K = None
+CONTEXT_CHARS = None
+MAX_LENGTH = None
+RAM_HEADROOM = 1.5 * 2**30  # bytes kept free beyond the index for the models, torch and the features
 MAX_DEPTH = 6  # /kaggle/input/datasets/<owner>/<slug>/<model>/ is 4 levels down
 
 
@@ -116,6 +127,72 @@ def pick_test(found, input_root, competition=COMPETITION):
                       f"{[str(p) for p in found]}. Attach the competition data.")
 
 
+def find_index(input_root, setting=None):
+    """The attached retrieval index folder, or None (closed book); several attached is an error."""
+    setting = INDEX if setting is None else setting
+    if not setting:
+        return None
+    if setting != "auto":
+        return Path(setting)
+    found = [folder for folder, _, files in walk(input_root) if INDEX_MANIFEST in files]
+    if len(found) > 1:
+        raise KernelError(f"{len(found)} retrieval indexes under {input_root}: {[str(p) for p in found]}. "
+                          "Attach one index dataset, or set INDEX to the folder to use.")
+    return found[0] if found else None
+
+
+def available_ram(meminfo="/proc/meminfo"):
+    """Bytes of memory available to this kernel (MemAvailable, and a cgroup limit when lower), None if unknown."""
+    values = []
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                values.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            values.append(int(text))
+    return min(values) if values else None
+
+
+def check_index_fits(index, working, ram=None, disk=None):
+    """Say what the index needs against what this machine has, and stop before loading it when RAM is short."""
+    manifest = json.loads((Path(index) / INDEX_MANIFEST).read_text(encoding="utf-8"))
+    need = int(manifest.get("ram_bytes", 0)) + RAM_HEADROOM
+    ram = available_ram() if ram is None else ram
+    disk = shutil.disk_usage(working).free if disk is None else disk
+    gib = 2**30
+    shown = "unknown" if ram is None else f"{ram / gib:.1f} GiB"
+    print(f"index: {index} ({manifest['passages']} passages, {manifest['settings']['retriever']}, "
+          f"{manifest.get('disk_bytes', 0) / gib:.2f} GiB on disk); needs ~{need / gib:.1f} GiB RAM, "
+          f"{shown} available; {disk / gib:.1f} GiB free in {working}", flush=True)
+    if ram is not None and need > ram:
+        raise KernelError(f"the index {index} needs ~{need / gib:.1f} GiB of RAM and {ram / gib:.1f} GiB is "
+                          "available: build a smaller index (fewer passages, or tfidf/bm25 instead of dense) "
+                          "or use a machine with more memory.")
+    if disk < 256 * 2**20:
+        raise KernelError(f"only {disk / 2**20:.0f} MiB free in {working}: the submission and logits need room.")
+    return manifest
+
+
+def check_index_libraries(manifest):
+    """The retriever's library must be importable (Kaggle's image has no bm25s: ship its wheel)."""
+    needs = {"bm25": ["bm25s"], "tfidf": ["sklearn"], "dense": ["faiss", "sentence_transformers"],
+             "hybrid": ["bm25s", "faiss", "sentence_transformers"]}[manifest["settings"]["retriever"]]
+    for module in needs:
+        try:
+            __import__(module)
+        except ImportError as err:
+            raise KernelError(f"the index needs the Python package '{module}', which is not installed here: add its "
+                              "wheel to the code dataset (python -m mcq.kaggle push-code --extra-wheels "
+                              f"{module.replace('_', '-')}-*.whl).") from err
+
+
 def install_mcq(wheels):
     """pip install the wheels offline into a fresh temporary folder, put it first on sys.path, import mcq."""
     site = Path(tempfile.mkdtemp(prefix="mcq-site-"))
@@ -144,6 +221,13 @@ def describe_devices():
     return f"{len(names)} GPU(s): {', '.join(names)} (fp16)"
 
 
+def peak_rss():
+    """This process's peak resident memory in bytes (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def run(env=os.environ):
     """Find the inputs, run the ensemble, write the submission; return the stage timings."""
     for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
@@ -157,36 +241,46 @@ def run(env=os.environ):
           f"competition rerun: {rerun}", flush=True)
     start = time.perf_counter()
     wheels, models, test = find_inputs(input_root)
+    index = find_index(input_root)
     find_s = time.perf_counter() - start
     print(f"test: {test}", flush=True)
     print(f"models ({len(models)}): {', '.join(str(m) for m in models)}", flush=True)
+    working.mkdir(parents=True, exist_ok=True)
+    manifest = check_index_fits(index, working) if index else None
+    if index is None:
+        print("index: none attached (closed book)", flush=True)
 
     start = time.perf_counter()
     mcq = install_mcq(wheels)
     import_s = time.perf_counter() - start
     print(f"code: {wheels[0]} (mcq {mcq.__version__}, {len(wheels) - 1} extra wheel(s)) installed in "
           f"{import_s:.1f}s; devices: {describe_devices()}", flush=True)
-    working.mkdir(parents=True, exist_ok=True)
+    if manifest:
+        check_index_libraries(manifest)
     start = time.perf_counter()
     options = {"weights": WEIGHTS} | ({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {})
+    options |= {"index": index, "k": K, "context_chars": CONTEXT_CHARS, "max_length": MAX_LENGTH}
     result = mcq.core.infer.run_inference(models, test, working / SUBMISSION, **options)
     total = time.perf_counter() - start
     t = result.timings
     timings = {
         "find_s": find_s,
         "load_s": import_s + t.get("load_s", 0.0),
+        "retrieve_s": t.get("retrieve_s", 0.0),
         "tokenise_s": t.get("tokenise_s", 0.0),
         "predict_s": t.get("predict_s", 0.0),
         "forward_s": t.get("forward_s", t.get("predict_s", 0.0)),
-        "write_s": max(0.0, total - sum(t.get(k, 0.0) for k in ("load_s", "tokenise_s", "predict_s"))),
+        "write_s": max(0.0, total - sum(t.get(k, 0.0) for k in ("load_s", "retrieve_s", "tokenise_s", "predict_s"))),
     }
     timings["total_s"] = find_s + import_s + total
     report = {"n_questions": result.n_questions, "n_models": len(result.models), "timings": timings,
+              "index": str(index) if index else None, "peak_rss_bytes": peak_rss(),
               "submission": str(result.submission), "test": str(test), "code": str(wheels[0]), "map3": result.map3}
     (working / TIMINGS).write_text(json.dumps(report, indent=2), encoding="utf-8")
     for name, score in result.map3.items():
         print(f"MAP@3 {name}: {score:.4f}", flush=True)
-    stages = ", ".join(f"{k[:-2]} {timings[k]:.1f}s" for k in ("find_s", "load_s", "tokenise_s", "predict_s", "write_s"))
+    stages = ", ".join(f"{k[:-2]} {timings[k]:.1f}s"
+                       for k in ("find_s", "load_s", "retrieve_s", "tokenise_s", "predict_s", "write_s"))
     print(f"timings: {stages} (forward passes {timings['forward_s']:.1f}s of predict); "
           f"total {timings['total_s']:.1f}s", flush=True)
     print(f"submission: {result.submission} ({result.n_questions} questions, {len(result.models)} model(s))", flush=True)

@@ -49,6 +49,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-mixed", action="store_true", help="allow models with different tokenizers or max_length"
     )
+    book = parser.add_argument_group("open book (the models' own retrieval settings unless given)")
+    book.add_argument("--index", help="index folder (mcq-retrieve build): retrieve each question's context")
+    book.add_argument("--k", type=positive_int, help="passages per question (default: what the models trained with)")
+    book.add_argument(
+        "--context-chars", type=positive_int, help="characters of context at most (default: the models')"
+    )
+    book.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="tokens per pair (default: the models' own; raise it for longer context)",
+    )
     return parser.parse_args(argv)
 
 
@@ -62,6 +73,10 @@ def check_args(args: argparse.Namespace) -> None:
             f"--out {args.out}: is a folder; give the submission's file path (e.g. {args.out}/submission.csv)"
         )
     check_weights(args.weights, len(find_model_folders(args.models)), args.models)
+    if args.index is not None:
+        from mcq.retrieve.index import read_manifest
+
+        read_manifest(args.index)  # a wrong folder fails now, not after the models are inspected
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mcq.core.infer import run_inference
 
     result = run_inference(
-        args.models, args.test, args.out, args.weights, args.batch_tokens, args.allow_mixed, args.attention
+        args.models,
+        args.test,
+        args.out,
+        args.weights,
+        args.batch_tokens,
+        args.allow_mixed,
+        args.attention,
+        index=args.index,
+        k=args.k,
+        context_chars=args.context_chars,
+        max_length=args.max_length,
     )
     for name, score in result.map3.items():
         print(f"MAP@3 {name}: {score:.4f}")

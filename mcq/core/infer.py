@@ -18,7 +18,8 @@ from mcq.core.batching import DEFAULT_BATCH_TOKENS
 from mcq.core.data import read_questions
 from mcq.core.export import find_model_folders
 from mcq.core.metrics import map3_score, mean_logits
-from mcq.core.predict import ExportedModel, inspect_models, models_logits
+from mcq.core.openbook import context_settings, model_retrieval, open_book, open_index_for
+from mcq.core.predict import ExportedModel, check_max_length, inspect_models, models_logits
 from mcq.core.submission import make_submission, validate_submission, write_submission
 from mcq.errors import ConfigError
 from mcq.io import write_array
@@ -58,8 +59,15 @@ def run_inference(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     allow_mixed: bool = False,
     attention: str = DEFAULT_ATTENTION,
+    index: str | Path | None = None,
+    k: int | None = None,
+    context_chars: int | None = None,
+    max_length: int | None = None,
 ) -> InferResult:
-    """Predict with every model, mean-ensemble the logits, save logits and the validated submission."""
+    """Predict with every model, mean-ensemble the logits, save logits and the validated submission.
+
+    With `index`, each question's context is retrieved first, made as the models' own training context was
+    (k and context_chars can be raised); max_length overrides the models' own (train short, infer long)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     folders = find_model_folders(models)
@@ -67,11 +75,27 @@ def run_inference(
     infos = inspect_models(folders, allow_mixed=allow_mixed)
     for info in infos:  # before any model loads: a typo or a non-DeBERTa model fails in a second
         check_supported(attention, info.model_type, str(info.path))
+        check_max_length(info, max_length)
+    recorded = model_retrieval([m.meta for m in infos])
+    opened = open_index_for(index, recorded) if index is not None else None
     questions = read_questions(test, lenient=True)  # a bad question degrades with a warning, never stops the run
     timings["load_s"] = time.perf_counter() - start
 
+    if opened is not None:
+        start = time.perf_counter()
+        questions = open_book(questions, opened, context_settings(recorded, k, context_chars))
+        timings["retrieve_s"] = time.perf_counter() - start
+    elif recorded and not (questions.contexts and any(questions.contexts)):
+        log.warning(
+            "the models were trained with retrieved context (k=%s), but no --index was given and %s has no "
+            "context column: they will score closed-book, usually much worse. Pass --index INDEX.",
+            recorded.get("k"), test,
+        )  # fmt: skip
+
     start = time.perf_counter()
-    per_model = models_logits(infos, questions, batch_tokens=batch_tokens, timings=timings, attention=attention)
+    per_model = models_logits(
+        infos, questions, batch_tokens=batch_tokens, timings=timings, attention=attention, max_length=max_length
+    )
     timings["predict_s"] = time.perf_counter() - start - timings.get("tokenise_s", 0.0)
     ensemble = mean_logits(per_model, weights).astype(np.float32)
 

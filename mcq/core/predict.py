@@ -21,7 +21,7 @@ from mcq.core.batching import DEFAULT_BATCH_TOKENS, PAD_MULTIPLE, token_budget_b
 from mcq.core.data import Questions
 from mcq.core.export import check_model_folder
 from mcq.core.features import MultipleChoiceCollator, encode, pair_examples
-from mcq.errors import ModelFolderError
+from mcq.errors import ConfigError, ModelFolderError
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,13 @@ def models_logits(
     devices: list[torch.device] | None = None,
     timings: dict | None = None,
     attention: str = DEFAULT_ATTENTION,
+    max_length: int | None = None,
 ) -> list[np.ndarray]:
     """Each model's logits on `questions`; with several GPUs, models (or question shards) run in parallel."""
     devices = devices or available_devices()
     shards = len(devices) if len(models) < len(devices) else 1
     shards = max(1, min(shards, len(questions)))  # no empty shard when there are fewer questions than GPUs
-    features = _encode_once(models, questions, timings)
+    features = _encode_once(models, questions, timings, max_length)
     jobs = [(m, s) for m in models for s in range(shards)]
     per_device = [jobs[d :: len(devices)] for d in range(len(devices))]
 
@@ -164,7 +165,23 @@ def models_logits(
     return outputs
 
 
-def _encode_once(models: list[ExportedModel], questions: Questions, timings: dict | None) -> dict:
+def check_max_length(model: ExportedModel, max_length: int | None) -> None:
+    """A raised max_length must fit the backbone's absolute position embeddings (DeBERTa-v3 has none)."""
+    if max_length is None:
+        return
+    config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+    limit = config.get("max_position_embeddings")
+    relative_only = config.get("position_biased_input") is False  # DeBERTa-v2/v3: relative positions only
+    if limit and not relative_only and max_length > int(limit):
+        raise ConfigError(
+            f"--max-length {max_length}: {model.path} ({config.get('model_type')}) has {limit} position embeddings; "
+            f"use at most {limit}."
+        )
+
+
+def _encode_once(
+    models: list[ExportedModel], questions: Questions, timings: dict | None, max_length: int | None = None
+) -> dict:
     """(tokenizer, features) per distinct tokenizer/max_length: tokenised once for a seed ensemble."""
     start = time.perf_counter()
     features = {}
@@ -174,7 +191,7 @@ def _encode_once(models: list[ExportedModel], questions: Questions, timings: dic
             # a hidden test nobody has seen may hold an option longer than max_length: cut it, never refuse the file
             features[m.key] = (
                 tokenizer,
-                encode(questions, tokenizer, int(m.meta["max_length"]), cut_long_options=True),
+                encode(questions, tokenizer, int(max_length or m.meta["max_length"]), cut_long_options=True),
             )
     if timings is not None:
         timings["tokenise_s"] = time.perf_counter() - start

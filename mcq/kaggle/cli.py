@@ -2,8 +2,9 @@
 
   push-models  the exported seed models as one private dataset (inference files only)
   push-code    a wheel of the mcq package (plus any extra wheels) as a second dataset, installed offline
-  push-kernel  kernels/llmse-infer with its kernel-metadata.json (internet off, GPU, both datasets and
-               the competition attached), then wait for its run to finish
+  push-index   a retrieval index (mcq-retrieve build) as a third dataset, for open-book models
+  push-kernel  kernels/llmse-infer with its kernel-metadata.json (internet off, GPU, the datasets and
+               the competition attached; --with-index adds the index), then wait for its run to finish
   wait         wait for the kernel's latest run (again)
   submit       submit the kernel's output to the competition and show the submission's status and score
   status       the datasets', the kernel's and the latest submission's status
@@ -52,6 +53,7 @@ from mcq.kaggle.stage import (
     dataset_metadata,
     kernel_metadata,
     stage_code,
+    stage_index,
     stage_models,
     write_json,
 )
@@ -71,6 +73,7 @@ class Refs:
     models_slug: str
     code_slug: str
     kernel_slug: str
+    index_slug: str = "llmse-mcq-index"
 
     @property
     def models(self) -> str:
@@ -79,6 +82,10 @@ class Refs:
     @property
     def code(self) -> str:
         return f"{self.owner}/{self.code_slug}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.owner}/{self.index_slug}"
 
     @property
     def kernel(self) -> str:
@@ -93,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--models-title", default="LLMSE mcq models", help="models dataset title (6-50 characters)")
     g.add_argument("--code-slug", default="llmse-mcq-code", help="code dataset slug (6-50 of a-z, 0-9, -)")
     g.add_argument("--code-title", default="LLMSE mcq inference code", help="code dataset title (6-50 characters)")
+    g.add_argument("--index-slug", default="llmse-mcq-index", help="index dataset slug (6-50 of a-z, 0-9, -)")
+    g.add_argument("--index-title", default="LLMSE mcq retrieval index", help="index dataset title (6-50 characters)")
     g.add_argument("--license", default="CC0-1.0", help="the datasets' one licence (Kaggle licence name)")
     g.add_argument("--kernel-dir", type=Path, default=DEFAULT_KERNEL_DIR, help="kernel folder holding kernel.py")
     g.add_argument("--kernel-slug", help="kernel slug (default: the kernel folder's name)")
@@ -122,7 +131,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="wheels of dependencies Kaggle's image lacks; the kernel installs them with --no-index",
     )
+    p = steps.add_parser("push-index", parents=[common], help="upload a retrieval index as a dataset")
+    p.add_argument("--index", type=Path, required=True, help="index folder made by mcq-retrieve build")
+    p.add_argument("-m", "--message", help="version notes when the dataset already exists")
     p = steps.add_parser("push-kernel", parents=[common, poll], help="push the kernel and wait for its run")
+    p.add_argument("--with-index", action="store_true", help="attach the index dataset (push-index) too")
     p.add_argument("--machine-shape", default="NvidiaTeslaT4", help="Kaggle accelerator, e.g. NvidiaTeslaT4")
     p.add_argument("--no-wait", action="store_true", help="push and return; check later with the wait or status step")
     steps.add_parser(
@@ -156,9 +169,9 @@ def resolve_refs(args: argparse.Namespace, creds: Credentials | None) -> Refs:
             f"{err} (The slug was taken from the name of --kernel-dir {args.kernel_dir}; "
             "pass --kernel-slug to choose it.)"
         ) from err
-    for what in ("models", "code"):
+    for what in ("models", "code", "index"):
         dataset_metadata(owner, getattr(args, f"{what}_slug"), getattr(args, f"{what}_title"), args.license, what)
-    return Refs(owner, args.models_slug, args.code_slug, kernel_slug)
+    return Refs(owner, args.models_slug, args.code_slug, kernel_slug, args.index_slug)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +208,19 @@ def push_code(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> No
     upload(cli, staged, args.message or f"mcq {__version__}")
 
 
+def push_index(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> None:
+    meta = dataset_metadata(refs.owner, refs.index_slug, args.index_title, args.license, "index")
+    staged = stage_index(args.index, args.stage_dir / "index", meta, creds.secrets if creds else ())
+    manifest = json.loads((args.index / "mcq_index.json").read_text(encoding="utf-8"))
+    cli.say(
+        f"staged {staged.path}: {', '.join(staged.entries)} ({manifest['passages']} passages, "
+        f"{manifest['settings']['retriever']}, {manifest['disk_bytes'] / 2**20:.1f} MiB)"
+    )
+    if manifest["settings"]["retriever"] in ("bm25", "hybrid"):
+        cli.say("the kernel needs bm25s, which Kaggle's image lacks: push-code --extra-wheels bm25s-*.whl")
+    upload(cli, staged, args.message or f"mcq {__version__}: index of {manifest['passages']} passages")
+
+
 def upload(cli: KaggleCLI, staged: StagedDataset, message: str) -> None:
     """Create the dataset, or add a version when Kaggle says the slug is ours already."""
     create = ["datasets", "create", "-p", str(staged.path), "--dir-mode", "zip"]
@@ -215,9 +241,8 @@ def push_kernel(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> 
     kernel_dir: Path = args.kernel_dir
     if not (kernel_dir / "kernel.py").is_file():
         raise KaggleSetupError(f"{kernel_dir}/kernel.py: not found. Pass --kernel-dir (the folder holding kernel.py).")
-    meta = kernel_metadata(
-        refs.owner, refs.kernel_slug, args.kernel_title, [refs.models, refs.code], args.machine_shape
-    )
+    sources = [refs.models, refs.code] + ([refs.index] if args.with_index else [])
+    meta = kernel_metadata(refs.owner, refs.kernel_slug, args.kernel_title, sources, args.machine_shape)
     write_json(kernel_dir / KERNEL_METADATA, meta)
     cli.say(
         f"wrote {kernel_dir / KERNEL_METADATA}: {meta['id']}, internet off, GPU {meta['machine_shape']}, "
@@ -448,6 +473,7 @@ def status(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> None:
 
 STEPS = {
     "push-models": push_models,
+    "push-index": push_index,
     "push-code": push_code,
     "push-kernel": push_kernel,
     "wait": wait,

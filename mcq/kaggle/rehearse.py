@@ -30,6 +30,7 @@ from mcq.kaggle.stage import (
     SOURCE_DIR,
     dataset_metadata,
     stage_code,
+    stage_index,
     stage_models,
 )
 
@@ -70,6 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--test", type=Path, required=True, help="a test.csv in the competition layout (id,prompt,A..E)"
+    )
+    parser.add_argument(
+        "--index", type=Path, help="a retrieval index (mcq-retrieve build) to attach as the index dataset"
+    )
+    parser.add_argument(
+        "--extra-wheels",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="wheels for the code dataset, as push-code --extra-wheels (e.g. bm25s, which Kaggle's image lacks)",
     )
     parser.add_argument("--kernel", type=Path, default=DEFAULT_KERNEL, help="the kernel script to run")
     parser.add_argument(
@@ -117,7 +128,12 @@ def rehearse(args: argparse.Namespace, root: Path) -> dict:
     questions = read_questions(args.test, lenient=True)  # as the kernel reads it
     if not args.kernel.is_file():
         raise KaggleSetupError(f"--kernel {args.kernel}: not found.")
-    build_tree(root, args.models, args.test, args.kernel, args.layout, args.allow_mixed)
+    build_tree(
+        root, args.models, args.test, args.kernel, args.layout, args.allow_mixed, index=args.index,
+        extra_wheels=args.extra_wheels,
+    )  # fmt: skip
+    if args.index is not None:
+        warn_missing_wheels(args.index, args.extra_wheels)
     sandbox = choose_sandbox(args.sandbox, root / "sandbox")
     print(f"network for the kernel: {check_network_blocked(sandbox, root)}", flush=True)
 
@@ -132,7 +148,10 @@ def rehearse(args: argparse.Namespace, root: Path) -> dict:
     print(f"kernel ran in {wall:.1f}s (exit 0) on {report['n_questions']} questions, {report['n_models']} model(s)")
     print(
         "stages: "
-        + ", ".join(f"{k[:-2]} {t[k]:.1f}s" for k in ("find_s", "load_s", "tokenise_s", "predict_s", "write_s"))
+        + ", ".join(
+            f"{k[:-2]} {t.get(k, 0.0):.1f}s"
+            for k in ("find_s", "load_s", "retrieve_s", "tokenise_s", "predict_s", "write_s")
+        )
         + f" (forward passes {t['forward_s']:.1f}s of predict; the rest is paid once per model)"
     )
     print(
@@ -145,6 +164,12 @@ def rehearse(args: argparse.Namespace, root: Path) -> dict:
         f"{projection['per_question_s'] * 1000:.1f}ms "
         "(Kaggle's T4s differ from this machine: scale by their speed ratio)"
     )
+    if report.get("peak_rss_bytes"):
+        memory = project_memory(report["peak_rss_bytes"], report["n_questions"], args.target_questions)
+        print(
+            f"peak memory of the kernel: {report['peak_rss_bytes'] / 2**30:.2f} GiB; projected for "
+            f"{args.target_questions} questions: {memory / 2**30:.2f} GiB (Kaggle: ~13 GiB RAM)"
+        )
     return report
 
 
@@ -156,8 +181,10 @@ def build_tree(
     layout: str,
     allow_mixed: bool = False,
     owner: str = "rehearsal",
+    index: Path | None = None,
+    extra_wheels: list[Path] | None = None,
 ) -> None:
-    """input/ (competition data and the two datasets as Kaggle mounts them), empty working/, the kernel in src/."""
+    """input/ (competition data and the datasets as Kaggle mounts them), empty working/, the kernel in src/."""
     if (root / "input").exists() or (root / "working").exists():
         raise KaggleSetupError(f"--root {root}: already holds input/ or working/; pick an empty folder.")
     staged = root / "staged"
@@ -165,8 +192,11 @@ def build_tree(
     code_meta = dataset_metadata(owner, "llmse-mcq-code", "LLMSE mcq inference code", what="code")
     datasets = [
         stage_models(models, staged / "models", models_meta, allow_mixed=allow_mixed),
-        stage_code(staged / "code", code_meta),
+        stage_code(staged / "code", code_meta, extra_wheels or []),
     ]
+    if index is not None:
+        index_meta = dataset_metadata(owner, "llmse-mcq-index", "LLMSE mcq retrieval index", what="index")
+        datasets.append(stage_index(index, staged / "index", index_meta))
     inp = root / "input"
     comp = inp / ("competitions" if layout == "api" else "") / COMPETITION
     comp.mkdir(parents=True)
@@ -337,12 +367,41 @@ def check_outputs(root: Path, questions) -> dict:
 
 
 def project_runtime(timings: dict, n_questions: int, target: int = HIDDEN_TEST_QUESTIONS) -> dict:
-    """Per-question costs (tokenising, forward passes, writing) scaled linearly to `target` questions, plus
-    the fixed costs (finding files, imports, reading weights and tokenizers: predict minus forward passes)."""
+    """Per-question costs (retrieval, tokenising, forward passes, writing) scaled linearly to `target` questions,
+    plus the fixed costs (finding files, imports, reading weights, tokenizers and the index)."""
     forward = min(timings["forward_s"], timings["predict_s"])
     fixed = timings["find_s"] + timings["load_s"] + timings["predict_s"] - forward
-    per_question = (timings["tokenise_s"] + forward + timings["write_s"]) / n_questions
+    retrieve = timings.get("retrieve_s", 0.0)
+    per_question = (retrieve + timings["tokenise_s"] + forward + timings["write_s"]) / n_questions
     return {"fixed_s": fixed, "per_question_s": per_question, "projected_s": fixed + per_question * target}
+
+
+# Memory that grows with the number of questions: their token ids, masks and contexts (a generous bound)
+BYTES_PER_QUESTION = 5 * 512 * 8 * 3 + 8 * 1024
+
+
+def project_memory(peak: int, n_questions: int, target: int = HIDDEN_TEST_QUESTIONS) -> int:
+    """The measured peak plus what `target - n` more questions hold (the index and models do not grow)."""
+    return int(peak + max(0, target - n_questions) * BYTES_PER_QUESTION)
+
+
+# What Kaggle's 2023 image lacks among the retrievers' libraries (it has scikit-learn, faiss-cpu is absent too)
+KAGGLE_LACKS = {"bm25": ["bm25s"], "dense": ["faiss", "sentence_transformers"]}
+
+
+def warn_missing_wheels(index: Path, wheels: list[Path]) -> None:
+    """The rehearsal's Python has the retriever's library; Kaggle's image may not: say which wheel to ship."""
+    manifest = json.loads((index / "mcq_index.json").read_text(encoding="utf-8"))
+    retriever = manifest["settings"]["retriever"]
+    needs = KAGGLE_LACKS.get(retriever, []) if retriever != "hybrid" else KAGGLE_LACKS["bm25"] + KAGGLE_LACKS["dense"]
+    shipped = {w.name.split("-")[0].lower().replace("_", "-") for w in wheels}
+    for module in needs:
+        if module.replace("_", "-") not in shipped and not (module == "faiss" and "faiss-cpu" in shipped):
+            print(
+                f"warning: the index needs {module}; this rehearsal's Python has it, Kaggle's image may not. "
+                f"Ship its wheel: --extra-wheels here and on push-code (pip download {module} --no-deps -d wheels/)",
+                flush=True,
+            )
 
 
 def run() -> None:

@@ -192,6 +192,34 @@ def stage_models(
     return StagedDataset(replace_dir(tmp, dest), meta["id"], names, skipped)
 
 
+def stage_index(index: Path, dest: Path, meta: dict, secrets: Iterable[str] = ()) -> StagedDataset:
+    """Lay out a retrieval index as a dataset: DEST/<index name>/ holding every file of the index folder."""
+    from mcq.errors import RetrievalError
+    from mcq.retrieve.index import read_manifest
+    from mcq.retrieve.store import PassageStore
+
+    index = Path(index)
+    try:
+        manifest = read_manifest(index)
+        stored = len(PassageStore(index))
+    except RetrievalError as err:
+        raise KaggleSetupError(f"--index: {err}") from err
+    if stored != manifest["passages"]:
+        raise KaggleSetupError(f"--index {index}: {stored} passages stored, manifest says {manifest['passages']}")
+    tmp = _fresh(dest)
+    origin = {}
+    with _removed_on_failure(tmp):
+        name = index.resolve().name
+        for src in sorted(p for p in index.rglob("*") if p.is_file()):
+            dst = tmp / name / src.relative_to(index)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(src, dst)
+            origin[dst] = src
+        write_json(tmp / DATASET_METADATA, meta)
+        check_no_secrets(tmp, secrets, origin)
+    return StagedDataset(replace_dir(tmp, dest), meta["id"], [name])
+
+
 def build_wheel(out_dir: Path, source: Path = SOURCE_DIR) -> Path:
     """A wheel of the mcq package built from the source checkout (from a copy: the checkout gets no build
     files); built once per process for the same sources."""

@@ -67,10 +67,11 @@ def _build(args: argparse.Namespace) -> int:
 
 def _context(args: argparse.Namespace) -> int:
     from mcq.retrieve.context import retrieve_contexts
-    from mcq.retrieve.index import open_index
+    from mcq.retrieve.index import open_index, read_manifest
     from mcq.retrieve.table import queries_of, read_table, with_context, write_table
 
     settings = ContextSettings(args.k, args.max_chars)
+    read_manifest(args.index)  # a wrong index folder fails before a large question file is read
     frame = read_table(args.questions)
     prompts, options = queries_of(frame, args.questions)
     index = open_index(args.index)

@@ -38,13 +38,24 @@ def join_passages(texts: Sequence[str], max_chars: int) -> str:
         if room <= 0:
             break
         if len(text) > room:
-            cut = text[:room].rsplit(" ", 1)[0] if " " in text[:room] else text[:room]
+            cut = _cut_at_word(text, room, whole_words_only=bool(out))
             if cut:
                 out.append(cut)
             break
         out.append(text)
         used += len(text) + (len(SEPARATOR) if len(out) > 1 else 0)
     return SEPARATOR.join(out)
+
+
+def _cut_at_word(text: str, room: int, whole_words_only: bool) -> str:
+    """The longest start of text within room characters that ends at a word's end; a first passage whose
+    first word alone is too long is cut inside it (better some context than none)."""
+    if text[room] == " ":
+        return text[:room]
+    head = text[:room]
+    if " " in head:
+        return head.rsplit(" ", 1)[0]
+    return "" if whole_words_only else head
 
 
 def retrieve_contexts(

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 DENSE_DIR = "dense"
 FLAT_LIMIT = 200_000  # auto: exact search below this many passages (flat float32: 1.5 kB a passage at 384 dims)
 ENCODE_BATCH = 64
+EMBEDDER_DIR = "embedder"  # a copy of the embedder inside the index folder
 
 
 def _faiss():
@@ -72,7 +73,7 @@ def ivfpq_shape(n: int, dim: int) -> tuple[int, int]:
     """(lists, sub-quantisers) for IVF-PQ: about 4 sqrt(n) lists (at least 39 training points each), and
     the largest sub-quantiser count <= dim / 8 that divides the dimension (8 bits a code)."""
     lists = max(1, min(int(4 * math.sqrt(n)), n // 39))
-    m = max(d for d in range(1, dim // 8 + 1) if dim % d == 0)
+    m = max(d for d in range(1, max(dim // 8, 1) + 1) if dim % d == 0)  # dim < 8: one sub-quantiser
     return lists, m
 
 
@@ -103,18 +104,20 @@ class DenseBuilder:
         out = folder / DENSE_DIR
         out.mkdir()
         faiss.write_index(index, str(out / "faiss.index"))
+        # the embedder travels inside the index, so an offline kernel searches with the very same model
+        self.model.save(str(out / EMBEDDER_DIR))
         return {"kind": kind, "dim": int(dim), "embedder": self.embedder}
 
 
 class DenseSearcher:
     NPROBE = 16  # IVF lists visited per query
 
-    def __init__(self, folder: Path, embedder: str):
+    def __init__(self, folder: Path):
         faiss = _faiss()
         self.index = faiss.read_index(str(folder / DENSE_DIR / "faiss.index"))
         if hasattr(self.index, "nprobe"):
             self.index.nprobe = self.NPROBE
-        self.model = load_embedder(embedder)
+        self.model = load_embedder(str(folder / DENSE_DIR / EMBEDDER_DIR))
         self.n = self.index.ntotal
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from mcq.errors import RetrievalError
 from mcq.io import replace_dir
-from mcq.retrieve.corpus import Passage, batched, passages
+from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
 from mcq.retrieve.ranking import reciprocal_rank_fusion
 from mcq.retrieve.settings import IndexSettings, PassageSettings
 from mcq.retrieve.store import PassageStore, PassageWriter
@@ -63,6 +63,7 @@ def build_index(
     settings = settings or IndexSettings()
     out = Path(out)
     _check_out(out)
+    corpus_files(corpus)  # a missing or unknown file fails now, before any progress bar or temp folder
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -157,9 +158,9 @@ def ram_estimate(folder: Path, backends: dict) -> int:
     total = (folder / "passages.offsets.npy").stat().st_size
     total += size("bm25")  # memory-mapped, but every page of a posting list a query touches is read
     total += 3 * size("tfidf")  # the matrix, its transpose, and the vocabulary as a Python dict
-    total += size("dense")
+    total += size("dense")  # the faiss index and the embedder's weights
     if "dense" in backends:
-        total += 400 * 2**20  # the embedder and its activations
+        total += 300 * 2**20  # the embedder's activations and torch's own buffers
     return int(total)
 
 
@@ -243,7 +244,7 @@ def open_index(folder: str | Path, expect: IndexSettings | None = None) -> Index
         else:
             from mcq.retrieve.dense import DenseSearcher
 
-            searchers[name] = DenseSearcher(folder, str(built.embedder))
+            searchers[name] = DenseSearcher(folder)
     index = Index(folder, manifest, PassageStore(folder), searchers)
     if len(index) != manifest["passages"]:
         raise RetrievalError(

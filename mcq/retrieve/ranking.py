@@ -15,6 +15,12 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     take = min(k, n_cols)
     if take < n_cols:
         part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        # argpartition keeps an arbitrary few of the scores tied with the k-th best: keep the lowest indices
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        kept = (np.take_along_axis(scores, part, axis=1) == kth).sum(axis=1)
+        for r in np.flatnonzero((scores == kth).sum(axis=1) > kept):
+            above = np.flatnonzero(scores[r] > kth[r])
+            part[r] = np.concatenate([above, np.flatnonzero(scores[r] == kth[r])[: take - len(above)]])
     else:
         part = np.tile(np.arange(n_cols), (n_rows, 1))
     picked = np.take_along_axis(scores, part, axis=1)

@@ -114,6 +114,7 @@ class TfidfSearcher:
             block = (q[start : start + rows] @ self.matrix_t).toarray()
             block_ids, block_scores = top_k(block, k)
             block_ids[block_scores <= 0] = -1
+            block_scores[block_ids < 0] = -np.inf  # no match (or padding): as the BM25 searcher says it
             ids[start : start + rows], scores[start : start + rows] = block_ids, block_scores
         return ids, scores
 

@@ -24,6 +24,11 @@ class TrainConfig:
     )
     max_train: int | None = help_field(None, "use only the first N training questions (quick runs)")
     max_valid: int | None = help_field(None, "use only the first N validation questions")
+    index: str | None = help_field(
+        None, "index folder (mcq-retrieve build): retrieve context for the training and validation questions"
+    )
+    retrieve_k: int = help_field(3, "open book: passages per question, best first")
+    context_chars: int = help_field(2000, "open book: characters of retrieved context per question at most")
     max_length: int = help_field(
         256, "tokens per (prompt [+ context], option) pair; context then prompt are cut, never the option"
     )
@@ -99,6 +104,8 @@ class TrainConfig:
             "base_batch",
             "logging_steps",
             "save_steps",
+            "retrieve_k",
+            "context_chars",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
@@ -118,6 +125,7 @@ class TrainConfig:
 # Settings a resumed run may change: they alter neither what a finished seed learned nor how it was exported.
 RESUMABLE = {
     "output_dir",  # a run folder moved elsewhere is still the same run
+    "index",  # a moved index is the same index: the run's cached contexts record its fingerprint
     "seeds",
     "valid",
     "max_valid",

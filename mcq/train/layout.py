@@ -47,6 +47,10 @@ class RunLayout:
         """Questions.fingerprint() of the validation set the logits were computed on."""
         return self.seed_dir(seed) / "valid_logits.fingerprint"
 
+    def contexts(self, split: str) -> Path:
+        """Retrieved contexts of the training or validation questions (made once, reused on resume)."""
+        return self.root / "retrieval" / f"{split}_contexts.json"
+
     @property
     def models(self) -> Path:
         """Exported, inference-only models: what goes to Kaggle."""

