@@ -39,6 +39,10 @@ def index(tmp_path_factory):
     return folder / "index"
 
 
+def context(index, questions, out, *extra: str) -> int:
+    return main(["context", "--index", str(index), "--questions", str(questions), "--out", str(out), *extra])
+
+
 def test_build_prints_what_it_indexed(tmp_path, capsys):
     pd.DataFrame([{"title": t, "text": x} for t, x in TOPICS]).to_csv(tmp_path / "corpus.csv", index=False)
     code = main(
@@ -68,19 +72,7 @@ def test_build_prints_what_it_indexed(tmp_path, capsys):
 
 def test_context_keeps_every_column_and_row_and_inserts_context_after_the_prompt(index, tmp_path, capsys):
     pd.DataFrame(QUESTIONS).to_csv(tmp_path / "q.csv", index=False)
-    code = main(
-        [
-            "context",
-            "--index",
-            str(index),
-            "--questions",
-            str(tmp_path / "q.csv"),
-            "--out",
-            str(tmp_path / "out.csv"),
-            "--k",
-            "1",
-        ]
-    )
+    code = context(index, str(tmp_path / "q.csv"), str(tmp_path / "out.csv"), "--k", "1")
     assert code == 0
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     assert list(out.columns) == ["id", "prompt", "context", "A", "B", "C", "answer", "note"]
@@ -96,20 +88,7 @@ def test_context_replaces_an_existing_context_column_in_place(index, tmp_path):
     frame = pd.DataFrame(QUESTIONS)
     frame.insert(5, "context", ["old one", "old two", "old three"])
     frame.to_csv(tmp_path / "q.csv", index=False)
-    assert (
-        main(
-            [
-                "context",
-                "--index",
-                str(index),
-                "--questions",
-                str(tmp_path / "q.csv"),
-                "--out",
-                str(tmp_path / "q.csv"),
-            ]
-        )
-        == 0
-    )
+    assert context(index, str(tmp_path / "q.csv"), str(tmp_path / "q.csv")) == 0
     out = pd.read_csv(tmp_path / "q.csv", dtype=str, keep_default_na=False)
     assert list(out.columns) == list(frame.columns)
     assert [c.split(" ")[0] for c in out["context"]] == BEST
@@ -135,20 +114,7 @@ def test_context_writes_the_format_of_the_out_suffix(index, tmp_path):
 
 def test_context_reads_parquet_and_writes_tsv(index, tmp_path):
     pd.DataFrame(QUESTIONS).to_parquet(tmp_path / "q.parquet", index=False)
-    assert (
-        main(
-            [
-                "context",
-                "--index",
-                str(index),
-                "--questions",
-                str(tmp_path / "q.parquet"),
-                "--out",
-                str(tmp_path / "out.tsv"),
-            ]
-        )
-        == 0
-    )
+    assert context(index, str(tmp_path / "q.parquet"), str(tmp_path / "out.tsv")) == 0
     out = pd.read_csv(tmp_path / "out.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert out["prompt"].tolist() == QUESTIONS["prompt"] and list(out.columns)[2] == "context"
 
