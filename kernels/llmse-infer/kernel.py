@@ -38,6 +38,8 @@ INDEX = "auto"
 K = None
 CONTEXT_CHARS = None
 MAX_LENGTH = None
+# Rotations of the options each model scores, logits averaged back (1: the file's order only; N: N times slower).
+TTA_ROTATIONS = 1
 RAM_HEADROOM = 1.5 * 2**30  # bytes kept free beyond the index for the models, torch and the features
 MAX_DEPTH = 6  # /kaggle/input/datasets/<owner>/<slug>/<model>/ is 4 levels down
 
@@ -260,6 +262,7 @@ def run(env=os.environ):
     start = time.perf_counter()
     options = {"weights": WEIGHTS} | ({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {})
     options |= {"index": index, "k": K, "context_chars": CONTEXT_CHARS, "max_length": MAX_LENGTH}
+    options |= {"tta_rotations": TTA_ROTATIONS}
     result = mcq.core.infer.run_inference(models, test, working / SUBMISSION, **options)
     total = time.perf_counter() - start
     t = result.timings

@@ -49,6 +49,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-mixed", action="store_true", help="allow models with different tokenizers or max_length"
     )
+    parser.add_argument(
+        "--tta-rotations",
+        type=positive_int,
+        default=1,
+        help="average each model's logits over N rotations of the options (1 to the number of options; "
+        "N times the prediction time)",
+    )
+    parser.add_argument(
+        "--tune-weights",
+        metavar="VALID",
+        help="fit the ensemble weights on this validation file (with answers); they are used only if they beat "
+        "equal weights in cross-validation inside it (report: blend.json beside --out)",
+    )
     book = parser.add_argument_group("open book (the models' own retrieval settings unless given)")
     book.add_argument("--index", help="index folder (mcq-retrieve build): retrieve each question's context")
     book.add_argument("--k", type=positive_int, help="passages per question (default: what the models trained with)")
@@ -64,15 +77,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """What can be checked before torch loads: the weights' count against the model folders found."""
+    """What can be checked before a model loads: the weights' count against the model folders found, --weights
+    with --tune-weights."""
     from mcq.core.export import find_model_folders
-    from mcq.core.infer import check_weights
+    from mcq.core.infer import check_tuning, check_weights
 
     if Path(args.out).is_dir():
         raise ConfigError(
             f"--out {args.out}: is a folder; give the submission's file path (e.g. {args.out}/submission.csv)"
         )
-    check_weights(args.weights, len(find_model_folders(args.models)), args.models)
+    n_models = len(find_model_folders(args.models))
+    check_tuning(args.tune_weights, args.weights, n_models)
+    check_weights(args.weights, n_models, args.models)
     if args.index is not None:
         from mcq.retrieve.index import read_manifest
 
@@ -98,11 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         k=args.k,
         context_chars=args.context_chars,
         max_length=args.max_length,
+        tta_rotations=args.tta_rotations,
+        tune_weights=args.tune_weights,
     )
+    if result.blend is not None:
+        from mcq.core.blend import summary
+
+        print(summary(result.blend))
+        print(f"blend report: {(result.submission.parent / 'blend.json').resolve()}")
     for name, score in result.map3.items():
         print(f"MAP@3 {name}: {score:.4f}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-    print(f"{result.n_questions} questions, {len(result.models)} model(s); {stages}")
+    rotations = f", {result.tta_rotations} option rotations" if result.tta_rotations > 1 else ""
+    print(f"{result.n_questions} questions, {len(result.models)} model(s){rotations}; {stages}")
     print(f"submission: {result.submission.resolve()}")
     return 0
 

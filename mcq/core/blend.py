@@ -1,0 +1,245 @@
+"""Ensemble weights tuned on a validation set, and an honest check of whether they help.
+
+`fit_weights` finds non-negative weights (sum 1) for the mean of the models' logits by minimising the softmax
+cross-entropy of the answers; `cross_validated_gain` fits them on K-1 folds of the validation set and scores
+MAP@3 of tuned against equal weights on the held-out fold. Tuned weights are used only when that gain is
+positive: on a few hundred questions it is often zero or negative.
+
+`python -m mcq.core.blend --logits a.npy b.npy --valid valid.csv` does the same on saved logits (no model runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcq.core.metrics import map3_score, mean_logits
+from mcq.errors import ConfigError, DataError
+
+L2 = 1e-4  # keeps the optimum finite when the logits separate the answers perfectly (the loss is convex)
+
+
+@dataclass
+class BlendReport:
+    """Weights fitted on the whole validation set, the cross-validation behind the decision, and the decision."""
+
+    models: list[str]
+    fitted: list[float]
+    folds: list[dict]
+    map3_tuned: float
+    map3_equal: float
+    gain: float
+    use_tuned: bool
+    weights: list[float]  # the weights the ensemble uses: `fitted` when use_tuned, else equal
+    reason: str
+    valid: str = ""
+    n_questions: int = 0
+
+    def to_json(self) -> str:
+        """blend.json's text."""
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def option_mask(options: Sequence[Sequence[str]] | None, shape: tuple[int, ...]) -> np.ndarray:
+    """True where an option is empty (it can never be the answer), as `rank_logits` masks it."""
+    if options is None:
+        return np.zeros(shape, dtype=bool)
+    return np.array([[not text for text in opts] for opts in options], dtype=bool).reshape(shape)
+
+
+def blend_loss(raw: np.ndarray, stack: np.ndarray, answers: np.ndarray, empty: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of softmax(sum_m raw_m * logits_m) with empty options at -inf, and its gradient."""
+    z = np.tensordot(raw, stack, axes=1)
+    z = np.where(empty, -np.inf, z)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(len(answers))
+    loss = -np.mean(np.log(np.maximum(p[rows, answers], 1e-300))) + L2 * float(raw @ raw)
+    p[rows, answers] -= 1.0
+    grad = np.einsum("qj,mqj->m", p, stack) / len(answers) + 2 * L2 * raw
+    return float(loss), grad
+
+
+def fit_weights(
+    logits_list: Sequence[np.ndarray], answers: Sequence[int], options: Sequence[Sequence[str]] | None = None
+) -> np.ndarray:
+    """Non-negative weights summing to 1 for the mean of the models' logits, minimising the cross-entropy.
+
+    The unnormalised weights also set the softmax temperature, so the fit is about ranking, not calibration."""
+    stack, truth, empty = _checked(logits_list, answers, options)
+    if len(stack) == 1:
+        return np.ones(1)
+    from scipy.optimize import minimize
+
+    masked = np.where(empty[None], 0.0, stack)  # 0 * -inf would poison the gradient
+    start = np.full(len(stack), 1.0 / len(stack))
+    fit = minimize(
+        blend_loss, start, args=(masked, truth, empty), jac=True, method="L-BFGS-B", bounds=[(0, None)] * len(stack)
+    )
+    raw = np.clip(fit.x, 0.0, None)
+    return raw / raw.sum() if raw.sum() > 0 else start  # all zero: no model ranks better than chance
+
+
+def _checked(logits_list, answers, options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(models x questions x options stack, answers, empty-option mask), shapes checked."""
+    if not len(logits_list):
+        raise ValueError("no logits to blend")
+    stack = np.stack([np.asarray(x, dtype=np.float64) for x in logits_list])
+    truth = np.asarray(answers, dtype=int)
+    if stack.ndim != 3 or stack.shape[1] != len(truth):
+        raise ValueError(f"logits of shape {stack.shape[1:]} for {len(truth)} answers")
+    empty = option_mask(options, stack.shape[1:])
+    if empty[np.arange(len(truth)), truth].any():
+        raise ValueError("an answer points at an empty option")
+    return stack, truth, empty
+
+
+def fold_indices(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """A seeded shuffle of range(n) cut into `folds` near-equal held-out parts."""
+    if not 2 <= folds <= n:
+        raise ConfigError(f"--folds {folds}: need 2 to {n} folds for {n} validation questions.")
+    return np.array_split(np.random.default_rng(seed).permutation(n), folds)
+
+
+def cross_validated_gain(
+    logits_list: Sequence[np.ndarray],
+    answers: Sequence[int],
+    options: Sequence[Sequence[str]] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict:
+    """K-fold MAP@3 of tuned against equal weights inside the validation set: per fold, pooled, and the gain."""
+    stack, truth, _ = _checked(logits_list, answers, options)
+    opts = list(options) if options is not None else None
+    tuned, equal = np.zeros(stack.shape[1:]), np.zeros(stack.shape[1:])
+    named = (("tuned", tuned), ("equal", equal))
+    per_fold = []
+    for k, held in enumerate(fold_indices(len(truth), folds, seed)):
+        fit = np.setdiff1d(np.arange(len(truth)), held)
+        weights = fit_weights(list(stack[:, fit]), truth[fit].tolist(), _pick(opts, fit))
+        tuned[held] = mean_logits(list(stack[:, held]), weights.tolist())
+        equal[held] = mean_logits(list(stack[:, held]))
+        scores = {f"map3_{name}": map3_score(x[held], truth[held].tolist(), _pick(opts, held)) for name, x in named}
+        per_fold.append({"fold": k, "n": len(held), "weights": weights.tolist(), **scores})
+    pooled = [map3_score(x, truth.tolist(), opts) for x in (tuned, equal)]
+    return {"folds": per_fold, "map3_tuned": pooled[0], "map3_equal": pooled[1], "gain": pooled[0] - pooled[1]}
+
+
+def _pick(options: list | None, rows: np.ndarray) -> list | None:
+    return None if options is None else [options[i] for i in rows]
+
+
+def blend_report(
+    logits_list: Sequence[np.ndarray],
+    answers: Sequence[int],
+    options: Sequence[Sequence[str]] | None,
+    models: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+    valid: str = "",
+) -> BlendReport:
+    """Cross-validate, fit the final weights on every question, and decide: tuned only if the CV gain is > 0."""
+    cv = cross_validated_gain(logits_list, answers, options, folds, seed)
+    fitted = fit_weights(logits_list, answers, options).tolist()
+    equal = [1.0 / len(fitted)] * len(fitted)
+    use = cv["gain"] > 0
+    return BlendReport(
+        models=list(models),
+        fitted=fitted,
+        folds=cv["folds"],
+        map3_tuned=cv["map3_tuned"],
+        map3_equal=cv["map3_equal"],
+        gain=cv["gain"],
+        use_tuned=use,
+        weights=fitted if use else equal,
+        reason=decision_reason(cv["gain"], len(cv["folds"])),
+        valid=valid,
+        n_questions=len(answers),
+    )
+
+
+def decision_reason(gain: float, folds: int) -> str:
+    """One plain sentence on why the tuned or the equal weights are used."""
+    if gain > 0:
+        return f"tuned weights used: {folds}-fold cross-validated MAP@3 {gain:+.4f} over equal weights"
+    return (
+        f"equal weights kept: tuned weights did not beat them in {folds}-fold cross-validation on the validation set "
+        f"(MAP@3 gain {gain:+.4f}); the fitted weights are reported but not used"
+    )
+
+
+def summary(report: BlendReport) -> str:
+    """A few lines for the terminal."""
+    fitted = ", ".join(f"{m} {w:.3f}" for m, w in zip(report.models, report.fitted))
+    return (
+        f"blend on {report.valid} ({report.n_questions} questions): fitted weights {fitted}\n"
+        f"cross-validated MAP@3: tuned {report.map3_tuned:.4f}, equal {report.map3_equal:.4f}, "
+        f"gain {report.gain:+.4f}\n{report.reason}"
+    )
+
+
+def load_logits(paths: Sequence[str | Path], n_questions: int, n_options: int, valid: str) -> list[np.ndarray]:
+    """Saved logits (.npy), each checked against the validation file's shape; errors name the file."""
+    arrays = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise DataError(f"--logits {path}: no such file.")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise DataError(f"--logits {path}: not a NumPy .npy array ({err}).") from err
+        if array.shape != (n_questions, n_options):
+            raise DataError(
+                f"--logits {path}: shape {array.shape}, but {valid} has {n_questions} questions with {n_options} "
+                "options; give logits scored on this validation file, in its row order."
+            )
+        if not np.isfinite(array).all():
+            raise DataError(f"--logits {path}: holds NaN or infinite values.")
+        arrays.append(array)
+    return arrays
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from mcq.cli import positive_int
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mcq.core.blend",
+        description="Fit ensemble weights on saved validation logits and cross-validate them against equal weights.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--logits", nargs="+", required=True, help="one .npy per model, scored on --valid in order")
+    parser.add_argument("--valid", required=True, help="the validation question file (with answers)")
+    parser.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds inside --valid")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fold shuffle")
+    parser.add_argument("--out", help="write the report here as JSON (e.g. blend.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from mcq.core.data import read_questions
+    from mcq.io import atomic_write_text
+
+    if len(args.logits) < 2:
+        raise ConfigError("--logits: give two or more models' logits; one model has nothing to weigh.")
+    valid = read_questions(args.valid, require_answer=True)
+    logits = load_logits(args.logits, len(valid), len(valid.letters), args.valid)
+    fold_indices(len(valid), args.folds)  # a bad --folds fails before any fitting
+    report = blend_report(logits, valid.answers or [], valid.options, args.logits, args.folds, args.seed, args.valid)
+    print(summary(report))
+    if args.out:
+        print(f"report: {atomic_write_text(args.out, report.to_json()).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    from mcq.cli import main_guard
+
+    sys.exit(main_guard(main))

@@ -1,0 +1,202 @@
+"""Blend weights tuned on validation: the fit, its cross-validation, the decision rule, infer.py and the CLI."""
+import json
+import subprocess
+import sys
+
+import re
+
+import numpy as np
+import pytest
+
+import mcq.core.blend as blend
+from conftest import ROOT, write_questions
+from mcq.cli import main_guard
+from mcq.core import cli as infer_cli
+from mcq.core.blend import blend_loss, blend_report, cross_validated_gain, fit_weights, fold_indices
+from mcq.core.data import read_questions
+from mcq.core.infer import run_inference
+from mcq.core.metrics import mean_logits
+from mcq.core.model import export_untrained
+from mcq.errors import ConfigError, DataError
+
+
+def synthetic(n=200, n_options=5, signal=1.0, seed=0):
+    """(answers, informative logits, pure-noise logits)."""
+    rng = np.random.default_rng(seed)
+    answers = rng.integers(0, n_options, n)
+    informative = signal * np.eye(n_options)[answers] + rng.normal(size=(n, n_options))
+    return answers, informative, rng.normal(size=(n, n_options))
+
+
+def test_the_loss_is_the_cross_entropy_and_its_gradient_is_exact():
+    # one question, two models; raw weights (1, 2): z = [1, 0] + 2 * [0, 1] = [1, 2], answer 0
+    stack = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
+    raw = np.array([1.0, 2.0])
+    loss, grad = blend_loss(raw, stack, np.array([0]), np.zeros((1, 2), dtype=bool))
+    assert loss == pytest.approx(np.log(np.exp(1) + np.exp(2)) - 1 + blend.L2 * 5)
+    stack = np.random.default_rng(1).normal(size=(3, 7, 4))
+    answers, empty = np.array([0, 1, 2, 3, 0, 1, 2]), np.zeros((7, 4), dtype=bool)
+    empty[0, 3] = True
+    raw = np.array([0.3, 1.2, 0.7])
+    _, grad = blend_loss(raw, np.where(empty, 0.0, stack), answers, empty)
+    numeric = [(blend_loss(raw + d, stack, answers, empty)[0] - blend_loss(raw - d, stack, answers, empty)[0]) / 2e-6
+               for d in np.eye(3) * 1e-6]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5)
+
+
+def test_an_informative_model_takes_the_weight_from_pure_noise():
+    answers, informative, noise = synthetic()
+    weights = fit_weights([informative, noise], answers)
+    assert weights[0] > 0.9 and weights.min() >= 0 and weights.sum() == pytest.approx(1)
+    cv = cross_validated_gain([informative, noise], answers, folds=5)
+    assert len(cv["folds"]) == 5 and sum(f["n"] for f in cv["folds"]) == 200
+    assert cv["gain"] >= 0 and cv["map3_tuned"] >= cv["map3_equal"]
+    assert cv["gain"] == pytest.approx(cv["map3_tuned"] - cv["map3_equal"])
+    report = blend_report([informative, noise], answers, None, ["a", "b"])
+    assert report.use_tuned and report.weights == report.fitted and report.reason.startswith("tuned weights used")
+
+
+def test_two_identical_models_get_equal_weights_and_no_gain():
+    answers, informative, _ = synthetic()
+    weights = fit_weights([informative, informative], answers)
+    np.testing.assert_allclose(weights, [0.5, 0.5], atol=1e-6)
+    report = blend_report([informative, informative], answers, None, ["a", "b"])
+    assert report.gain == pytest.approx(0, abs=1e-12) and not report.use_tuned
+    assert report.weights == [0.5, 0.5] and report.reason.startswith("equal weights kept")
+
+
+def test_weights_are_non_negative_and_sum_to_one():
+    answers, informative, noise = synthetic(seed=3)
+    weights = fit_weights([informative, noise, -informative], answers)  # the third is anti-informative
+    assert (weights >= 0).all() and weights.sum() == pytest.approx(1) and weights[2] < 1e-6
+    assert fit_weights([noise], answers).tolist() == [1.0]
+
+
+def test_empty_options_are_masked_in_the_fit():
+    """Model B is model A plus +100 on an empty (wrong) option: masked, the two are the same model."""
+    answers, informative, _ = synthetic(seed=4)
+    n = len(answers)
+    blank = (answers + 1) % 5
+    options = [["x"] * 5 for _ in range(n)]
+    for i in range(n):
+        options[i][blank[i]] = ""
+    loud = informative.copy()
+    loud[np.arange(n), blank] += 100
+    np.testing.assert_allclose(fit_weights([informative, loud], answers, options), [0.5, 0.5], atol=1e-6)
+    assert fit_weights([informative, loud], answers)[1] < 1e-6  # unmasked, B's blank option would sink it
+    options[0][answers[0]] = ""
+    with pytest.raises(ValueError, match="empty option"):
+        fit_weights([informative, loud], answers, options)
+
+
+def test_no_cross_validated_gain_keeps_equal_weights(monkeypatch):
+    answers, informative, noise = synthetic()
+    fake = {"folds": [], "map3_tuned": 0.5, "map3_equal": 0.51, "gain": -0.01}
+    monkeypatch.setattr(blend, "cross_validated_gain", lambda *a, **k: fake)
+    report = blend_report([informative, noise], answers, None, ["a", "b"])
+    assert report.fitted[0] > 0.9 and not report.use_tuned and report.weights == [0.5, 0.5]
+    assert "equal weights kept" in report.reason and "-0.0100" in report.reason
+    fake["gain"] = 0.0
+    assert not blend_report([informative, noise], answers, None, ["a", "b"]).use_tuned
+
+
+def test_folds_cover_every_question_once():
+    parts = fold_indices(12, 5, seed=0)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(12)) and [len(p) for p in parts] == [3, 3, 2, 2, 2]
+    assert all((a == b).all() for a, b in zip(parts, fold_indices(12, 5, seed=0)))
+    for folds in (1, 13):
+        with pytest.raises(ConfigError, match=f"--folds {folds}"):
+            fold_indices(12, folds)
+
+
+@pytest.fixture
+def models(tiny_deberta, tmp_path):
+    return [export_untrained(tiny_deberta, tmp_path / "models" / f"seed{s}", s, 48) for s in range(2)]
+
+
+def test_inference_tunes_weights_on_valid_and_writes_blend_json(models, question_files, tmp_path, capsys):
+    out = tmp_path / "out" / "submission.csv"
+    argv = ["--models", *map(str, models), "--test", str(question_files["test"]), "--out", str(out),
+            "--tune-weights", str(question_files["valid"]), "--tta-rotations", "2"]
+    assert infer_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "cross-validated MAP@3: tuned" in printed and f"blend report: {out.parent / 'blend.json'}" in printed
+    report = json.loads((out.parent / "blend.json").read_text())
+    assert report["models"] == ["seed0", "seed1"] and report["valid"] == str(question_files["valid"])
+    assert len(report["folds"]) == 5 and sum(f["n"] for f in report["folds"]) == 12
+    assert min(report["fitted"]) >= 0 and sum(report["fitted"]) == pytest.approx(1)
+    assert report["use_tuned"] == (report["gain"] > 0)
+    assert report["weights"] == (report["fitted"] if report["use_tuned"] else [0.5, 0.5])
+    per_model = [np.load(out.parent / f"logits_seed{s}.npy") for s in range(2)]
+    np.testing.assert_allclose(np.load(out.parent / "logits_ensemble.npy"), mean_logits(per_model, report["weights"]),
+                               rtol=1e-6)
+    # the validation logits were made as the test's (two rotations) and are what the fit saw
+    run_inference(models, question_files["valid"], tmp_path / "v" / "s.csv", tta_rotations=2)
+    for s in range(2):
+        np.testing.assert_allclose(np.load(out.parent / f"valid_logits_seed{s}.npy"),
+                                   np.load(tmp_path / "v" / f"logits_seed{s}.npy"), atol=1e-6)
+    valid = read_questions(question_files["valid"])
+    again = blend_report([np.load(out.parent / f"valid_logits_seed{s}.npy") for s in range(2)], valid.answers,
+                         valid.options, ["seed0", "seed1"])
+    assert again.gain == pytest.approx(report["gain"]) and again.fitted == pytest.approx(report["fitted"], abs=1e-6)
+
+
+def test_tuning_is_refused_with_weights_one_model_or_no_answers(models, question_files, tmp_path, capsys, monkeypatch):
+    import mcq.core.predict
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before --tune-weights was checked")
+
+    monkeypatch.setattr(mcq.core.predict, "load_model", no_load)
+    valid, test, out = question_files["valid"], question_files["test"], tmp_path / "o" / "s.csv"
+    argv = ["--models", *map(str, models), "--test", str(test), "--out", str(out), "--tune-weights", str(valid)]
+    assert main_guard(lambda: infer_cli.main([*argv, "--weights", "1", "2"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --weights and --tune-weights: give one of them") and err.count("\n") == 1
+    with pytest.raises(ConfigError, match="--weights and --tune-weights"):
+        run_inference(models, test, out, weights=[1, 2], tune_weights=valid)
+    with pytest.raises(ConfigError, match="one model found"):
+        run_inference(models[:1], test, out, tune_weights=valid)
+    with pytest.raises(ConfigError, match=re.escape(f"--tune-weights {test}: no 'answer' column")):
+        run_inference(models, valid, out, tune_weights=test)
+    small = write_questions(tmp_path / "small.csv", 3, seed=7)
+    with pytest.raises(ConfigError, match="too few for 5-fold"):
+        run_inference(models, test, out, tune_weights=small)
+    assert not out.parent.exists()
+
+
+def test_blend_command_on_saved_logits(tmp_path, capsys):
+    valid_file = write_questions(tmp_path / "valid.csv", 60, seed=8)
+    valid = read_questions(valid_file)
+    rng = np.random.default_rng(0)
+    good = 1.5 * np.eye(5)[valid.answers] + rng.normal(size=(60, 5))
+    paths = [tmp_path / "good.npy", tmp_path / "noise.npy"]
+    np.save(paths[0], good)
+    np.save(paths[1], rng.normal(size=(60, 5)))
+    out = tmp_path / "report" / "blend.json"
+    argv = ["--logits", *map(str, paths), "--valid", str(valid_file), "--folds", "4", "--out", str(out)]
+    assert blend.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "fitted weights" in printed and "gain" in printed and f"report: {out.resolve()}" in printed
+    report = json.loads(out.read_text())
+    assert len(report["folds"]) == 4 and report["fitted"][0] > 0.8 and report["models"] == list(map(str, paths))
+
+    np.save(tmp_path / "short.npy", good[:50])
+    assert main_guard(lambda: blend.main(["--logits", str(paths[0]), str(tmp_path / "short.npy"),
+                                          "--valid", str(valid_file)])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --logits {tmp_path / 'short.npy'}: shape (50, 5), but {valid_file} has 60")
+    assert main_guard(lambda: blend.main(["--logits", str(paths[0]), "--valid", str(valid_file)])) == 2
+    assert "two or more" in capsys.readouterr().err
+    assert main_guard(lambda: blend.main(["--logits", *map(str, paths), "--valid", str(valid_file), "--folds", "61"])) == 2
+    assert "--folds 61" in capsys.readouterr().err
+    with pytest.raises(DataError, match="no such file"):
+        blend.load_logits([tmp_path / "missing.npy"], 60, 5, "valid.csv")
+
+
+def test_blend_command_help_imports_no_torch():
+    code = ("import sys, runpy\nsys.argv = ['x', '--help']\ntry:\n    runpy.run_module('mcq.core.blend', run_name='__main__')\n"
+            "except SystemExit:\n    pass\nprint(sorted(k for k in ('torch', 'transformers', 'pandas') if k in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0 and "--logits" in proc.stdout, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
