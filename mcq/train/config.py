@@ -10,6 +10,8 @@ from mcq.core.attention import ATTENTION, DEFAULT_ATTENTION
 from mcq.errors import ConfigError
 from mcq.train.lr import SHAPES
 
+PEFT_METHODS = ("none", "lora")
+
 
 @dataclass
 class TrainConfig:
@@ -82,6 +84,18 @@ class TrainConfig:
     keep_checkpoints: bool = help_field(
         False, "keep Trainer checkpoints after a seed is exported (else removed to save disk)"
     )
+    # LoRA (issue #12): adapters instead of the full phase 2, merged away before export
+    peft: str = help_field(
+        "none", "none (fine-tune the whole backbone) or lora (low-rank adapters + the head; pip install 'mcq[lora]')"
+    )
+    lora_r: int = help_field(8, "LoRA rank of each adapter")
+    lora_alpha: int = help_field(16, "LoRA scaling numerator: an adapter's update is scaled by alpha / r")
+    lora_dropout: float = help_field(0.1, "dropout on each adapter's input, in [0, 1)")
+    lora_target_modules: list[str] = help_field(
+        [],
+        "modules that get adapters (last part of their name); empty = the backbone's defaults: DeBERTa-v2 "
+        "query_proj key_proj value_proj dense, BERT (MiniLM) query key value dense",
+    )
     # export
     export_fp16: bool = help_field(False, "export weights in fp16 (half the size; logits equal to fp16 tolerance)")
 
@@ -115,6 +129,19 @@ class TrainConfig:
             raise ConfigError(f"layer_lr_min: must be in (0, 1], got {self.layer_lr_min}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        self._check_lora()
+
+    def _check_lora(self) -> None:
+        if self.peft not in PEFT_METHODS:
+            raise ConfigError(f"peft: '{self.peft}' is not one of {', '.join(PEFT_METHODS)}")
+        for name in ("lora_r", "lora_alpha"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if self.peft == "lora" and self.attention == "disentangled-flash":
+            # its fused encoder reads the query/key/value weights directly, so their adapters would never run
+            raise ConfigError("peft lora: use --attention eager (disentangled-flash would bypass the adapters)")
 
     def check_ready(self) -> None:
         """Checks that need the whole configuration (file + flags) before a run starts."""
@@ -144,7 +171,9 @@ RESUMABLE = {
 
 
 def resume_differences(stored: dict, cfg: TrainConfig) -> list[str]:
-    """'name: stored -> now' for every setting that a resume must not change."""
+    """'name: stored -> now' for every setting that a resume must not change. A setting the stored run lacks
+    was added since it started, and its default is what that run did (e.g. peft: none)."""
     now = dataclasses.asdict(cfg)
+    stored = dataclasses.asdict(TrainConfig()) | stored
     names = sorted((set(stored) | set(now)) - RESUMABLE)
     return [f"{n}: {stored.get(n)!r} -> {now.get(n)!r}" for n in names if stored.get(n) != now.get(n)]

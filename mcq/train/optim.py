@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import torch
-from transformers import PreTrainedModel
 from transformers.trainer_pt_utils import get_parameter_names
 
-from mcq.core.model import layer_groups
+from mcq.train.lora import model_layer_groups
 from mcq.train.lr import LayerRule
 
 
-def decay_parameter_names(model: PreTrainedModel) -> set[str]:
+def decay_parameter_names(model: torch.nn.Module) -> set[str]:
     """Parameters that get weight decay: everything but biases and norm weights (as Trainer decides)."""
     norms = [torch.nn.LayerNorm, torch.nn.modules.normalization.RMSNorm]
     names = get_parameter_names(model, norms, ["bias", "layernorm", "rmsnorm", "norm"])
     return set(names)
 
 
-def param_groups(model: PreTrainedModel, top_lr: float, layers: LayerRule, weight_decay: float) -> list[dict]:
+def param_groups(model: torch.nn.Module, top_lr: float, layers: LayerRule, weight_decay: float) -> list[dict]:
     """Optimizer groups of the trainable parameters only, each tagged with its layer-group name; every trainable
-    parameter is in exactly one group."""
-    groups = layer_groups(model)
+    parameter is in exactly one group. A LoRA model's adapters take the factor of the layer they adapt."""
+    groups = model_layer_groups(model)
     factors = layers.factors(len(groups))
     params = dict(model.named_parameters())
     with_decay = decay_parameter_names(model)
@@ -39,7 +38,17 @@ def param_groups(model: PreTrainedModel, top_lr: float, layers: LayerRule, weigh
                         "weight_decay": wd,
                     }
                 )
+    _check_each_trainable_once(params, out)
     return out
+
+
+def _check_each_trainable_once(params: dict[str, torch.nn.Parameter], groups: list[dict]) -> None:
+    """A trainable parameter in no group never trains, one in two trains twice: both are bugs."""
+    grouped = [n for g in groups for n in g["param_names"]]
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if len(grouped) != len(set(grouped)) or set(grouped) != trainable:
+        missing, twice = sorted(trainable - set(grouped)), sorted({n for n in grouped if grouped.count(n) > 1})
+        raise AssertionError(f"optimizer groups: trainable parameters in no group {missing[:5]}, twice {twice[:5]}")
 
 
 def build_optimizer(groups: list[dict], eps: float) -> torch.optim.AdamW:

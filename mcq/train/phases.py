@@ -2,17 +2,19 @@
 
 Phase 1 (head) trains only the new head at a constant LR, so random-head gradients cannot wreck the
 pretrained weights; phase 2 (full) trains everything but (optionally) the word embeddings, with
-layer-wise LRs under a linear warm-up and decay.
+layer-wise LRs under a linear warm-up and decay. A LoRA model (`train.lora`) trains its adapters and
+its head's copy in phase 2 instead, every base weight frozen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import PreTrainedModel
+from torch import nn
 
-from mcq.core.model import layer_groups, word_embedding_names
+from mcq.core.model import word_embedding_names
 from mcq.train.config import TrainConfig
+from mcq.train.lora import is_lora, model_layer_groups, trained_names
 from mcq.train.lr import LayerRule, lr_at, warmup_steps_for
 
 
@@ -61,15 +63,28 @@ def recipe_phases(cfg: TrainConfig, top_lr: float) -> list[Phase]:
     return ([Phase.head(cfg.head_lr, cfg.head_steps)] if cfg.head_steps > 0 else []) + [full]
 
 
-def freeze_for(model: PreTrainedModel, phase: Phase) -> None:
-    """Head phase: only the head trains. Full phase: all but (optionally) the word embeddings."""
-    head = set(layer_groups(model)[-1][1])
-    frozen_words = word_embedding_names(model) if phase.freeze_word_embeddings else set()
+def freeze_for(model: nn.Module, phase: Phase) -> None:
+    """Head phase: only the head trains. Full phase: all but (optionally) the word embeddings; for a LoRA
+    model, only the adapters and the head's copy (base weights stay frozen)."""
+    if phase.name == "head":
+        trained = head_names(model)
+    elif is_lora(model):
+        trained = trained_names(model, head_only=False)
+    else:
+        frozen_words = word_embedding_names(model) if phase.freeze_word_embeddings else set()  # type: ignore[arg-type]
+        trained = {name for name, _ in model.named_parameters() if name not in frozen_words}
     for name, param in model.named_parameters():
-        param.requires_grad = name in head if phase.name == "head" else name not in frozen_words
+        param.requires_grad = name in trained
 
 
-def head_state(model: PreTrainedModel) -> dict:
+def head_names(model: nn.Module) -> set[str]:
+    """The parameters phase 1 trains: the head, or for a LoRA model the head's trainable copy."""
+    if is_lora(model):
+        return trained_names(model, head_only=True)
+    return set(model_layer_groups(model)[-1][1])
+
+
+def head_state(model: nn.Module) -> dict:
     """The head's weights: all that phase 1 changes, so all that must be kept between phases."""
-    head = set(layer_groups(model)[-1][1])
+    head = head_names(model)
     return {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if k in head}

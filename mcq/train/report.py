@@ -27,6 +27,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"{report['n_train']} training and {report['n_valid']} validation questions; "
         f"top LR {report['top_lr']:.4g}; wall time {report['wall_s']:.0f}s.",
+        *_peft_line(cfg),
         "",
         "| seed | valid MAP@3 | per-epoch MAP@3 | trainable / total params | wall s |",
         "|---|---|---|---|---|",
@@ -55,6 +56,14 @@ def render_markdown(report: dict) -> str:
         lines += [f"| {name} | {lr:.3g} | {params:,} |" for name, lr, params in merge_decay_twins(groups)]
     lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in report["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _peft_line(cfg: dict) -> list[str]:
+    """How a LoRA run trained (its exports are merged, plain models); nothing for full fine-tuning."""
+    if cfg.get("peft", "none") != "lora":
+        return []
+    targets = " ".join(cfg.get("lora_target_modules") or []) or "the backbone's defaults"
+    return [f"LoRA r {cfg['lora_r']}, alpha {cfg['lora_alpha']} on {targets}; merged into the exported weights."]
 
 
 def merge_decay_twins(groups: list[dict]) -> list[tuple[str, float, int]]:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
+from torch import nn
+from transformers import PreTrainedTokenizerBase, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mcq.core.attention import use_attention
@@ -28,7 +29,6 @@ from mcq.core.export import commit_export, export_meta, stage_export, write_meta
 from mcq.core.features import MultipleChoiceCollator, encode
 from mcq.core.metrics import map3_score, mean_logits
 from mcq.core.model import (
-    count_parameters,
     load_multiple_choice,
     load_tokenizer,
     resolve_model_path,
@@ -41,6 +41,7 @@ from mcq.train import distributed
 from mcq.train.config import TrainConfig, resume_differences
 from mcq.train.context import retrieve_for_run
 from mcq.train.layout import RunLayout, run_lock
+from mcq.train.lora import check_lora, export_record, merge_for_export, parameter_counts, wrap_lora
 from mcq.train.lr import effective_batch, scaled_lr
 from mcq.train.optim import build_optimizer, param_groups
 from mcq.train.phases import Phase, freeze_for, head_state, recipe_phases
@@ -77,8 +78,10 @@ def load_run_data(cfg: TrainConfig, layout: RunLayout | None = None) -> RunData:
             f"{cfg.valid}: options {''.join(valid.letters)} but training data has {''.join(train.letters)}; "
             "validation must have the same option columns."
         )
-    train, valid, retrieval = retrieve_for_run(cfg, layout or RunLayout.of(cfg.output_dir), train, valid)
     model_path = resolve_model_path(cfg.model)
+    if cfg.peft == "lora":
+        check_lora(cfg, model_path)  # peft installed, target modules known: before retrieval and tokenising
+    train, valid, retrieval = retrieve_for_run(cfg, layout or RunLayout.of(cfg.output_dir), train, valid)
     tokenizer = load_tokenizer(model_path)
     return RunData(
         train=train,
@@ -181,14 +184,16 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
     start = time.perf_counter()
     layout = RunLayout.of(cfg.output_dir)
     set_seed(seed)
-    model = load_multiple_choice(data.model_path)
-    use_attention(model, cfg.attention, distributed.train_device())
+    backbone = load_multiple_choice(data.model_path)
+    use_attention(backbone, cfg.attention, distributed.train_device())
+    # LoRA wraps before Trainer, and so before DDP wraps it
+    model: nn.Module = wrap_lora(backbone, cfg) if cfg.peft == "lora" else backbone
     *head, full = recipe_phases(cfg, data.top_lr)
     for phase in head:
         train_head(cfg, data, model, seed, phase, resume)
 
     freeze_for(model, full)
-    total, trainable = count_parameters(model)
+    total, trainable = parameter_counts(model)
     log.info(
         "seed %d %s: %s total parameters, %s trainable (word embeddings %s %s)",
         seed,
@@ -196,7 +201,7 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
         f"{total:,}",
         f"{trainable:,}",
         f"{_word_embedding_size(model):,}",
-        "frozen" if full.freeze_word_embeddings else "trained",
+        "frozen" if full.freeze_word_embeddings or cfg.peft == "lora" else "trained",
     )
     trainer, groups = run_phase(cfg, data, model, seed, full, resume)
     history = [
@@ -224,7 +229,7 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
     return result
 
 
-def _word_embedding_size(model: PreTrainedModel) -> int:
+def _word_embedding_size(model) -> int:
     params = dict(model.named_parameters())
     return sum(params[n].numel() for n in word_embedding_names(model))
 
@@ -232,8 +237,11 @@ def _word_embedding_size(model: PreTrainedModel) -> int:
 def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
     """Export the seed's model, score the exported folder through the inference path, then commit it."""
     dest = RunLayout.of(cfg.output_dir).export_dir(seed)
+    extra: dict = {"retrieval": data.retrieval} if data.retrieval else {}
+    if cfg.peft == "lora":
+        extra["peft"] = export_record(cfg, model.config.model_type)
+        model = merge_for_export(model)  # a plain model: inference and the kernel need no peft
     tmp = stage_export(model, data.tokenizer, dest, fp16=cfg.export_fp16)
-    extra = {"retrieval": data.retrieval} if data.retrieval else {}
     meta = export_meta(seed, cfg.max_length, data.train.letters, cfg.model, export_fp16=cfg.export_fp16, **extra)
     if data.valid is not None:
         write_meta(tmp, meta)  # the staged folder is now complete enough to load and score
