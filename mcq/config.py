@@ -39,13 +39,18 @@ def load_config(cls, path: str | Path | None, overrides: dict | None = None):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{path or 'flags'}: unknown key(s) {unknown}. Known keys: {sorted(known)}")
-    hints = typing.get_type_hints(cls)
-    values = {k: _typed(v, hints[k], f"{path}: {k}") for k, v in values.items()}
+    values = typed_values(cls, values, str(path))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return cls(**values)
     except TypeError as err:
         raise ConfigError(f"{path or 'flags'}: {err}") from err
+
+
+def typed_values(cls, values: dict, where: str) -> dict:
+    """YAML values as the dataclass fields' types (keys must be known fields)."""
+    hints = typing.get_type_hints(cls)
+    return {k: _typed(v, hints[k], f"{where}: {k}") for k, v in values.items()}
 
 
 def _typed(value, hint, where: str):

@@ -23,6 +23,8 @@ COMMANDS = [
     "mcq.kaggle.rehearse",
     "mcq.generate.cli",
     "mcq.retrieve.cli",
+    "mcq.ablate.cli",
+    "mcq.core.blend",
 ]
 # exceptions raised and caught inside one module, never shown to a user
 INTERNAL_ERRORS = {"ReplyError", "RequestFailed", "_Retryable", "NetworkBlocked"}
@@ -54,6 +56,16 @@ def test_retrieval_imports_only_itself_and_the_shared_helpers():
     for path in sorted((PACKAGE / "retrieve").rglob("*.py")):
         wrong = {n for n in mcq_imports(path) if n not in SHARED and not n.startswith("mcq.retrieve")}
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: mcq.retrieve imports no other room"
+
+
+def test_ablations_sit_on_top_of_training_and_nothing_imports_them():
+    for path in sorted((PACKAGE / "ablate").rglob("*.py")):
+        wrong = {n for n in mcq_imports(path) if n not in SHARED and not n.startswith(("mcq.ablate", "mcq.train",
+                                                                                       "mcq.core"))}
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: mcq.ablate uses train and core only"
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "ablate" not in path.relative_to(PACKAGE).parts:
+            assert not {n for n in mcq_imports(path) if n.startswith("mcq.ablate")}, path
 
 
 def test_no_relative_imports_and_no_module_left_at_the_top_of_the_package():
@@ -121,7 +133,8 @@ def test_console_scripts_point_at_the_commands():
     scripts = {
         e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("mcq-")
     }
-    assert set(scripts) == {"mcq-train", "mcq-infer", "mcq-kaggle", "mcq-rehearse", "mcq-generate", "mcq-retrieve"}
+    assert set(scripts) == {"mcq-train", "mcq-infer", "mcq-kaggle", "mcq-rehearse", "mcq-generate", "mcq-retrieve",
+                            "mcq-ablate"}
     for entry in scripts.values():
         assert callable(entry.load()), entry
     script = shutil.which("mcq-infer", path=str(ROOT / ".venv" / "bin"))

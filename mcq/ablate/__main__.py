@@ -1,0 +1,5 @@
+"""`python -m mcq.ablate`."""
+
+from mcq.ablate.cli import run
+
+run()

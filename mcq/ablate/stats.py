@@ -1,0 +1,107 @@
+"""Seed statistics of an ablation, as pure functions of plain numbers.
+
+Seeds are the noise a user can measure: two variants trained on the same seeds differ seed by seed, and a
+paired t-test on those differences says whether the mean difference is larger than the seed-to-seed spread.
+The ensembles, one number per variant, are compared with a paired bootstrap over the questions instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from mcq.core.metrics import rank_logits, top_k
+
+ALPHA = 0.05  # a difference "exceeds the noise" when its two-sided p-value (or bootstrap interval) says so at 5 %
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """Mean and sample standard deviation (n - 1) of one variant's per-seed scores; std is 0 for one seed."""
+
+    n: int
+    mean: float
+    std: float
+
+
+def seed_stats(scores: Sequence[float]) -> SeedStats:
+    if not scores:
+        raise ValueError("no scores")
+    values = np.asarray(scores, dtype=np.float64)
+    return SeedStats(len(values), float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Variant b minus variant a on the seeds both have: per-seed differences and a paired t-test."""
+
+    a: str
+    b: str
+    seeds: list[int]
+    diffs: list[float]
+    mean: float
+    std: float  # sample std of the differences (0 with one seed)
+    noise: float  # seed-to-seed std of the scores, pooled over the two variants
+    t: float | None  # None: fewer than two seeds, or identical differences
+    p: float | None
+    exceeds_noise: bool  # p < ALPHA; never with fewer than two seeds
+
+
+def paired(a: str, b: str, scores_a: Mapping[int, float], scores_b: Mapping[int, float]) -> Paired:
+    """Compare two variants seed by seed (only the seeds both finished)."""
+    seeds = sorted(set(scores_a) & set(scores_b))
+    if not seeds:
+        raise ValueError(f"{a} and {b} share no finished seed")
+    diffs = np.array([scores_b[s] - scores_a[s] for s in seeds], dtype=np.float64)
+    mean = float(diffs.mean())
+    std = float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0
+    noise = math.sqrt(
+        (seed_stats([scores_a[s] for s in seeds]).std ** 2 + seed_stats([scores_b[s] for s in seeds]).std ** 2) / 2
+    )
+    t = p = None
+    if len(diffs) > 1 and std > 0:
+        t = mean / (std / math.sqrt(len(diffs)))
+        p = float(2 * stats.t.sf(abs(t), df=len(diffs) - 1))
+    elif len(diffs) > 1 and mean != 0:  # every seed moved by exactly the same amount: no spread at all
+        t, p = math.copysign(math.inf, mean), 0.0
+    return Paired(a, b, seeds, diffs.tolist(), mean, std, noise, t, p, p is not None and p < ALPHA)
+
+
+def question_ap(
+    logits: np.ndarray, answers: Sequence[int], options: Sequence[Sequence[str]] | None = None
+) -> np.ndarray:
+    """Each question's average precision at 3 (1, 1/2, 1/3 or 0), ranked as the submission ranks; its mean is
+    MAP@3."""
+    ranked = top_k(rank_logits(logits, options), 3)
+    hits = ranked == np.asarray(answers)[:, None]
+    return np.where(hits.any(axis=1), 1.0 / (hits.argmax(axis=1) + 1), 0.0)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Mean difference b - a of per-question scores and its percentile interval over resampled questions."""
+
+    mean: float
+    low: float
+    high: float
+    draws: int
+
+    @property
+    def exceeds_noise(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def paired_bootstrap(ap_a: np.ndarray, ap_b: np.ndarray, draws: int = 2000, seed: int = 0) -> Bootstrap:
+    """Resample the questions (the same ones for both) to see how much of a difference the question set explains."""
+    ap_a, ap_b = np.asarray(ap_a, dtype=np.float64), np.asarray(ap_b, dtype=np.float64)
+    if ap_a.shape != ap_b.shape or ap_a.ndim != 1 or not len(ap_a):
+        raise ValueError(f"need two equal-length score vectors, got {ap_a.shape} and {ap_b.shape}")
+    diff = ap_b - ap_a
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(draws, len(diff)))].mean(axis=1)
+    low, high = np.quantile(means, [ALPHA / 2, 1 - ALPHA / 2])
+    return Bootstrap(float(diff.mean()), float(low), float(high), draws)
