@@ -151,3 +151,24 @@ def test_an_ablation_without_validation_file_is_refused(tiny_deberta, tmp_path):
     path.write_text(yaml.safe_dump(dataclasses.asdict(cfg)), encoding="utf-8")
     with pytest.raises(ConfigError, match="set `valid:`"):
         main(["--config", str(path), "--variants", "full"])
+
+
+def test_the_benchmarks_read_an_ablation_folder(ablation, base_yaml, capsys):
+    from bench import ablation_why, tta_blend
+
+    root, _, table = ablation
+    assert ablation_why.main([str(root), "--json", str(root / "why.json")]) == 0
+    why = json.loads((root / "why.json").read_text())
+    assert why["word embeddings"]["moved"]["recipe"] == [0.0, 0.0]  # frozen in the recipe
+    assert min(why["word embeddings"]["moved"]["full"]) > 0  # trained in `full`
+    assert why["layer.0"]["recipe_factor"] < why["layer.1"]["recipe_factor"]
+    valid = table["base_config"]["valid"]
+    args = ["--models", str(root / "recipe" / "models"), "--ablation", str(root), "--valid", valid,
+            "--rotations", "1", "2", "--json", str(root / "tta.json")]
+    assert tta_blend.main(args) == 0
+    figures = json.loads((root / "tta.json").read_text())
+    one, two = figures["tta"]
+    # each (question, option) pair is scored on its own, so rotating the options changes no score
+    assert two["map3"]["ensemble"] == pytest.approx(one["map3"]["ensemble"])
+    assert one["map3"]["ensemble"] == pytest.approx(table["variants"][1]["ensemble"])
+    assert len(figures["blends"]["all seeds of all variants"]["models"]) == 6
