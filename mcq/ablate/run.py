@@ -20,6 +20,7 @@ from mcq.core.data import Questions, read_questions
 from mcq.errors import ConfigError
 from mcq.train.config import TrainConfig
 from mcq.train.layout import RunLayout
+from mcq.train.lr import mean_lr
 from mcq.train.run import run_training
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,12 @@ def summarise(variant: Variant, cfg: TrainConfig, report: dict) -> dict:
 
 def lr_summary(groups: list[dict], top_lr: float, cfg: TrainConfig) -> dict:
     """What the LR rule gave in phase 2: the top LR, the lowest group's, and the mean over trainable parameters."""
-    params = sum(g["params"] for g in groups)
+    mean = mean_lr([g["lr"] for g in groups], [g["params"] for g in groups]) if groups else None
     return {
         "top": top_lr,
         "lowest": min((g["lr"] for g in groups), default=None),
         "lowest_group": min(groups, key=lambda g: g["lr"])["name"] if groups else None,
-        "param_weighted_mean": sum(g["lr"] * g["params"] for g in groups) / params if params else None,
+        "param_weighted_mean": mean,
         "head_steps": cfg.head_steps,
         "head_lr": cfg.head_lr,
         "shape": cfg.layer_lr_shape,

@@ -42,7 +42,7 @@ from mcq.train.config import TrainConfig, resume_differences
 from mcq.train.context import retrieve_for_run
 from mcq.train.layout import RunLayout, run_lock
 from mcq.train.lora import check_lora, export_record, merge_for_export, parameter_counts, wrap_lora
-from mcq.train.lr import effective_batch, scaled_lr
+from mcq.train.lr import effective_batch, mean_lr, scaled_lr
 from mcq.train.optim import build_optimizer, param_groups
 from mcq.train.phases import Phase, freeze_for, head_state, recipe_phases
 from mcq.train.report import write_report
@@ -157,9 +157,23 @@ def run_phase(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, r
     checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
     if checkpoint:
         log.info("seed %d %s: resuming from %s", seed, phase.title, checkpoint)
+    summary = [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups]
+    if phase.name == "full":
+        log_phase_lrs(seed, phase, summary)
     trainer.train(resume_from_checkpoint=checkpoint)
     warn_if_batch_shrank(cfg, trainer, seed, phase)
-    return trainer, [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups]
+    return trainer, summary
+
+
+def log_phase_lrs(seed: int, phase: Phase, groups: list[dict]) -> None:
+    """The derivation's last line: what the layer rule gives the lowest group and the model on average."""
+    lowest = min(groups, key=lambda g: g["lr"])
+    mean = mean_lr([g["lr"] for g in groups], [g["params"] for g in groups])
+    log.info(
+        "seed %d %s: peak LR %.3g at the top, %.3g at %s, %.3g averaged over the trainable parameters (%.2f of the "
+        "top; ablations on MiniLM, docs/BENCHMARKS.md: a short run learns at this average)",
+        seed, phase.title, phase.top_lr, lowest["lr"], lowest["name"], mean, mean / phase.top_lr,
+    )  # fmt: skip
 
 
 def train_head(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, resume: bool) -> None:

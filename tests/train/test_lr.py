@@ -3,7 +3,16 @@ import math
 
 import pytest
 
-from mcq.train.lr import LayerRule, effective_batch, layer_lr_factors, lr_at, scaled_lr, schedule_factor, warmup_steps_for
+from mcq.train.lr import (
+    LayerRule,
+    effective_batch,
+    layer_lr_factors,
+    lr_at,
+    mean_lr,
+    scaled_lr,
+    schedule_factor,
+    warmup_steps_for,
+)
 
 
 def test_scaled_lr_matches_the_brief():
@@ -92,3 +101,16 @@ def test_lr_at_is_top_times_layer_factor_times_schedule():
     # group 0 of 3 under cosine 0.2 has factor 0.2; at step 1 of 10 with 2 warm-up steps the schedule gives 0.5
     assert lr_at(1e-3, 0.2, "linear", 1, 10, 2) == pytest.approx(1e-4)
     assert lr_at(1e-3, 1.0, "constant", 5, 10, 2) == pytest.approx(1e-3)
+
+
+def test_mean_lr_weights_each_group_by_its_parameters():
+    assert mean_lr([1.0, 0.5], [1, 3]) == pytest.approx(0.625)  # (1 x 1 + 0.5 x 3) / 4
+    with pytest.raises(ValueError):
+        mean_lr([1.0], [0])
+
+
+@pytest.mark.parametrize("n_groups", [8, 26])
+def test_cosine_from_a_tenth_averages_0_55_of_the_top_lr_at_any_depth(n_groups):
+    # the half cosine is symmetric about its middle, so equal groups average 0.1 + 0.9 / 2
+    factors = layer_lr_factors(n_groups, "cosine", 0.1)
+    assert mean_lr(factors, [1] * n_groups) == pytest.approx(0.55)

@@ -376,3 +376,15 @@ def test_validation_questions_inside_the_training_data_are_caught(tiny_deberta, 
 def test_a_folder_given_as_a_question_file_says_so(tmp_path):
     with pytest.raises(DataError, match="is a folder, not a question file"):
         read_questions(tmp_path)
+
+
+def test_phase_two_says_the_lr_the_model_learns_at_on_average(caplog):
+    from mcq.train.phases import Phase
+    from mcq.train.run import log_phase_lrs
+
+    caplog.set_level("INFO")
+    groups = [{"name": "embeddings", "lr": 1e-5, "params": 300}, {"name": "head", "lr": 1e-4, "params": 100}]
+    log_phase_lrs(0, Phase.full(1e-4), groups)
+    # (1e-5 x 300 + 1e-4 x 100) / 400 = 3.25e-5
+    assert "peak LR 0.0001 at the top, 1e-05 at embeddings, 3.25e-05 averaged" in caplog.text
+    assert "(0.33 of the top" in caplog.text
