@@ -76,7 +76,7 @@ def lr_summary(groups: list[dict], top_lr: float, cfg: TrainConfig) -> dict:
     """What the LR rule gave in phase 2: the top LR, the lowest group's, and the mean over trainable parameters."""
     mean = mean_lr([g["lr"] for g in groups], [g["params"] for g in groups]) if groups else None
     return {
-        "top": top_lr,
+        "top": max((g["lr"] for g in groups), default=top_lr),  # layer_lr_norm mean raises it above cfg's
         "lowest": min((g["lr"] for g in groups), default=None),
         "lowest_group": min(groups, key=lambda g: g["lr"])["name"] if groups else None,
         "param_weighted_mean": mean,

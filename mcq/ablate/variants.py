@@ -40,6 +40,11 @@ BUILTIN = {
         ),
         Variant("recipe", {}, "the configuration as written"),
         Variant("geometric", {"layer_lr_shape": "geometric"}, "ULMFiT's geometric layer-wise LRs instead"),
+        Variant(
+            "mean-lr",
+            {"layer_lr_norm": "mean"},
+            "the recipe with its top LR raised so that the LR averaged over the trainable parameters is the set one",
+        ),
         Variant("no-warmup", {"head_steps": 0}, "no head-only phase: the random head trains with the backbone"),
         Variant("lora", {"peft": "lora"}, "LoRA adapters and the head train; the backbone stays frozen"),
     )

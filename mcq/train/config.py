@@ -54,6 +54,12 @@ class TrainConfig:
     layer_lr_shape: str = help_field("cosine", f"per-layer LR shape, bottom to top: one of {SHAPES}")
     layer_lr_min: float = help_field(0.1, "cosine: fraction of the top LR given to the lowest group (embeddings)")
     layer_lr_decay: float = help_field(2.6, "geometric: divide the LR by this per group going down (ULMFiT)")
+    layer_lr_norm: str = help_field(
+        "top",
+        "what the LR sets under layer-wise LRs: top = the top group's LR (the write-up's recipe); mean = the LR "
+        "averaged over the trainable parameters, the top raised to match (short runs, small backbones: see "
+        "docs/BENCHMARKS.md)",
+    )
     weight_decay: float = help_field(0.01, "AdamW weight decay (not on biases and norm weights)")
     adam_eps: float = help_field(1e-6, "AdamW epsilon; DeBERTa used 1e-6 (1e-8 has gone NaN in fp16)")
     warmup_ratio: float = help_field(0.1, "linear warm-up over this fraction of phase 2 steps, then linear decay")
@@ -104,6 +110,8 @@ class TrainConfig:
             raise ConfigError(f"layer_lr_shape: '{self.layer_lr_shape}' is not one of {SHAPES}")
         if self.attention not in ATTENTION:
             raise ConfigError(f"attention: '{self.attention}' is not one of {', '.join(ATTENTION)}")
+        if self.layer_lr_norm not in {"top", "mean"}:
+            raise ConfigError(f"layer_lr_norm: '{self.layer_lr_norm}' is not one of top, mean")
         if self.valid_overlap not in {"error", "warn"}:
             raise ConfigError(f"valid_overlap: '{self.valid_overlap}' is not one of error, warn")
         if self.precision not in {"bf16", "fp16", "fp32"}:

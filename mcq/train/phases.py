@@ -8,6 +8,8 @@ its head's copy in phase 2 instead, every base weight frozen.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -15,7 +17,9 @@ from torch import nn
 from mcq.core.model import word_embedding_names
 from mcq.train.config import TrainConfig
 from mcq.train.lora import is_lora, model_layer_groups, trained_names
-from mcq.train.lr import LayerRule, lr_at, warmup_steps_for
+from mcq.train.lr import LayerRule, lr_at, mean_lr, warmup_steps_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,3 +92,18 @@ def head_state(model: nn.Module) -> dict:
     """The head's weights: all that phase 1 changes, so all that must be kept between phases."""
     head = head_names(model)
     return {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if k in head}
+
+
+def mean_normalised(model: nn.Module, phase: Phase) -> Phase:
+    """The phase with its top LR raised so that the LR averaged over the trainable parameters (as frozen now) is
+    the configured one (layer_lr_norm: mean)."""
+    params = dict(model.named_parameters())
+    groups = model_layer_groups(model)
+    counts = [sum(params[n].numel() for n in names if params[n].requires_grad) for _, names in groups]
+    factor = mean_lr(phase.layers.factors(len(groups)), counts)
+    top = phase.top_lr / factor
+    log.info(
+        "layer_lr_norm mean: top LR = lr %.3g / %.3f (the %s rule's factors averaged over the trainable "
+        "parameters) = %.4g", phase.top_lr, factor, phase.layers.shape, top,
+    )  # fmt: skip
+    return dataclasses.replace(phase, top_lr=top)

@@ -44,7 +44,7 @@ from mcq.train.layout import RunLayout, run_lock
 from mcq.train.lora import check_lora, export_record, merge_for_export, parameter_counts, wrap_lora
 from mcq.train.lr import effective_batch, mean_lr, scaled_lr
 from mcq.train.optim import build_optimizer, param_groups
-from mcq.train.phases import Phase, freeze_for, head_state, recipe_phases
+from mcq.train.phases import Phase, freeze_for, head_state, mean_normalised, recipe_phases
 from mcq.train.report import write_report
 from mcq.train.trainer import RecipeTrainer, eval_metrics, training_args, warn_if_batch_shrank
 
@@ -207,6 +207,8 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
         train_head(cfg, data, model, seed, phase, resume)
 
     freeze_for(model, full)
+    if cfg.layer_lr_norm == "mean":
+        full = mean_normalised(model, full)
     total, trainable = parameter_counts(model)
     log.info(
         "seed %d %s: %s total parameters, %s trainable (word embeddings %s %s)",

@@ -35,7 +35,7 @@ def ablation(base_yaml):
     first = json.loads((root / "ablation.json").read_text())
     defined = base_yaml.parent / "mine.yaml"
     defined.write_text("half-lr:\n  about: the recipe at half the LR\n  lr: 5e-4\n", encoding="utf-8")
-    args = ["--config", str(base_yaml), "--variants", "full,recipe,half-lr", "--define", str(defined),
+    args = ["--config", str(base_yaml), "--variants", "full,recipe,half-lr,mean-lr", "--define", str(defined),
             "--out", str(root)]
     assert main(args) == 0
     return root, first, json.loads((root / "ablation.json").read_text())
@@ -43,14 +43,16 @@ def ablation(base_yaml):
 
 def test_every_variant_trains_the_same_seeds_in_its_own_folder_with_its_overrides(ablation):
     root, _, table = ablation
-    assert [v["name"] for v in table["variants"]] == ["full", "recipe", "half-lr"]
+    assert [v["name"] for v in table["variants"]] == ["full", "recipe", "half-lr", "mean-lr"]
     for v in table["variants"]:
         report = json.loads((root / v["name"] / "report.json").read_text())
         assert sorted(v["scores"]) == ["0", "1"]
         assert v["scores"] == {str(s["seed"]): s["valid_map3"] for s in report["seeds"]}
         assert v["ensemble"] == pytest.approx(report["ensemble_valid_map3"])
         assert report["n_train"] == 16 and report["n_valid"] == 12
-    full, recipe, half = table["variants"]
+    full, recipe, half, mean = table["variants"]
+    assert mean["lr"]["param_weighted_mean"] == pytest.approx(1e-3)  # layer_lr_norm: mean
+    assert mean["lr"]["top"] > 1e-3 and mean["lr"]["lowest"] == pytest.approx(0.1 * mean["lr"]["top"])
     assert full["trainable_params"] > recipe["trainable_params"]  # the word embeddings train in `full` only
     assert full["lr"]["lowest"] == pytest.approx(full["lr"]["top"])  # constant LRs
     assert recipe["lr"]["lowest"] == pytest.approx(0.1 * recipe["lr"]["top"])  # cosine from layer_lr_min 0.1
@@ -62,12 +64,13 @@ def test_every_variant_trains_the_same_seeds_in_its_own_folder_with_its_override
 
 def test_pairs_hold_the_per_seed_differences_and_the_ensemble_bootstrap(ablation):
     _, _, table = ablation
-    assert [(p["a"], p["b"]) for p in table["pairs"]] == [("full", "recipe"), ("full", "half-lr"),
-                                                          ("recipe", "half-lr")]
+    assert [(p["a"], p["b"]) for p in table["pairs"]][:3] == [("full", "recipe"), ("full", "half-lr"),
+                                                              ("full", "mean-lr")]
+    assert len(table["pairs"]) == 6
     by_name = {v["name"]: v for v in table["variants"]}
     for p in table["pairs"]:
         a, b = by_name[p["a"]]["scores"], by_name[p["b"]]["scores"]
-        assert p["diffs"] == pytest.approx([b[s] - a[s] for s in ("0", "1")])
+        assert p["diffs"] == pytest.approx([b[s] - a[s] for s in ("0", "1")], abs=1e-12)
         assert p["mean"] == pytest.approx(np.mean(p["diffs"]))
         ens = p["ensemble"]
         assert ens["mean"] == pytest.approx(by_name[p["b"]]["ensemble"] - by_name[p["a"]]["ensemble"], abs=1e-9)
@@ -171,4 +174,4 @@ def test_the_benchmarks_read_an_ablation_folder(ablation, base_yaml, capsys):
     # each (question, option) pair is scored on its own, so rotating the options changes no score
     assert two["map3"]["ensemble"] == pytest.approx(one["map3"]["ensemble"])
     assert one["map3"]["ensemble"] == pytest.approx(table["variants"][1]["ensemble"])
-    assert len(figures["blends"]["all seeds of all variants"]["models"]) == 6
+    assert len(figures["blends"]["all seeds of all variants"]["models"]) == 8

@@ -388,3 +388,24 @@ def test_phase_two_says_the_lr_the_model_learns_at_on_average(caplog):
     # (1e-5 x 300 + 1e-4 x 100) / 400 = 3.25e-5
     assert "peak LR 0.0001 at the top, 1e-05 at embeddings, 3.25e-05 averaged" in caplog.text
     assert "(0.33 of the top" in caplog.text
+
+
+def test_mean_normalised_lr_averages_to_the_configured_lr(tiny_deberta):
+    from mcq.core.model import load_multiple_choice
+    from mcq.train.lr import LayerRule, mean_lr
+    from mcq.train.optim import param_groups
+    from mcq.train.phases import Phase, freeze_for, mean_normalised
+
+    model = load_multiple_choice(str(tiny_deberta))
+    phase = Phase.full(1e-4, LayerRule("cosine", 0.1))
+    freeze_for(model, phase)  # word embeddings frozen: they count for nothing in the average
+    raised = mean_normalised(model, phase)
+    assert raised.top_lr > phase.top_lr
+    groups = param_groups(model, raised.top_lr, raised.layers, 0.01)
+    counts = [sum(p.numel() for p in g["params"]) for g in groups]
+    assert mean_lr([g["lr"] for g in groups], counts) == pytest.approx(1e-4)
+    assert max(g["lr"] for g in groups) == pytest.approx(raised.top_lr)
+    constant = Phase.full(1e-4)  # one LR everywhere: nothing to raise
+    assert mean_normalised(model, constant).top_lr == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match="layer_lr_norm"):
+        tiny_config(tiny_deberta, {"train": "t.csv", "valid": None}, "out", layer_lr_norm="median")
