@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from mcq.core.metrics import rank_logits, top_k
+from mcq.core.metrics import average_precision_at_k, rank_logits, top_k
 
 ALPHA = 0.05  # a difference "exceeds the noise" when its two-sided p-value (or bootstrap interval) says so at 5 %
 
@@ -76,9 +76,7 @@ def question_ap(
 ) -> np.ndarray:
     """Each question's average precision at 3 (1, 1/2, 1/3 or 0), ranked as the submission ranks; its mean is
     MAP@3."""
-    ranked = top_k(rank_logits(logits, options), 3)
-    hits = ranked == np.asarray(answers)[:, None]
-    return np.where(hits.any(axis=1), 1.0 / (hits.argmax(axis=1) + 1), 0.0)
+    return average_precision_at_k(top_k(rank_logits(logits, options), 3), answers, 3)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcq.core.metrics import map3_score, mean_logits
+from mcq.core.metrics import empty_options, map3_score, mean_logits
 from mcq.errors import ConfigError, DataError
 
 L2 = 1e-4  # keeps the optimum finite when the logits separate the answers perfectly (the loss is convex)
@@ -50,7 +50,7 @@ def option_mask(options: Sequence[Sequence[str]] | None, shape: tuple[int, ...])
     """True where an option is empty (it can never be the answer), as `rank_logits` masks it."""
     if options is None:
         return np.zeros(shape, dtype=bool)
-    return np.array([[not text for text in opts] for opts in options], dtype=bool).reshape(shape)
+    return empty_options(options).reshape(shape)
 
 
 def blend_loss(raw: np.ndarray, stack: np.ndarray, answers: np.ndarray, empty: np.ndarray) -> tuple[float, np.ndarray]:

@@ -119,9 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if result.blend is not None:
         from mcq.core.blend import summary
+        from mcq.core.infer import BLEND_FILE
 
         print(summary(result.blend))
-        print(f"blend report: {(result.submission.parent / 'blend.json').resolve()}")
+        print(f"blend report: {(result.submission.parent / BLEND_FILE).resolve()}")
     for name, score in result.map3.items():
         print(f"MAP@3 {name}: {score:.4f}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())

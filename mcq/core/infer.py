@@ -138,8 +138,9 @@ def run_inference(
     if valid is not None:
         start = time.perf_counter()
         valid_logits = score(contextualise(valid))  # the test's retrieval and rotations: what the weights will meet
-        blend = blend_report(valid_logits, valid.answers or [], valid.options, _unique_names(infos), TUNE_FOLDS)
-        blend.valid = str(tune_weights)
+        blend = blend_report(
+            valid_logits, valid.answers or [], valid.options, _unique_names(infos), TUNE_FOLDS, valid=str(tune_weights)
+        )
         log.info("ensemble weights tuned on %s: %s", tune_weights, blend.reason)
         weights = blend.weights
         timings["tune_s"] = time.perf_counter() - start

@@ -18,9 +18,9 @@ def top_k_letters(logits: np.ndarray, letters: Sequence[str], k: int = 3) -> lis
     return [" ".join(letters[j] for j in row) for row in top_k(logits, k)]
 
 
-def map_at_k(ranked: np.ndarray, answers: Sequence[int], k: int = 3) -> float:
-    """Mean average precision at k with one correct answer: 1/rank if within the top k, else 0; as Kaggle's metric
-    for this competition, a repeated prediction after the correct one does not count."""
+def average_precision_at_k(ranked: np.ndarray, answers: Sequence[int], k: int = 3) -> np.ndarray:
+    """Each question's average precision at k with one correct answer: 1/rank if within the top k, else 0; as
+    Kaggle's metric for this competition, a repeated prediction after the correct one does not count."""
     ranked = np.asarray(ranked)[:, :k]
     truth = np.asarray(answers)
     if len(ranked) != len(truth):
@@ -28,15 +28,24 @@ def map_at_k(ranked: np.ndarray, answers: Sequence[int], k: int = 3) -> float:
     if len(truth) == 0:
         raise ValueError("no questions to score")
     hits = ranked == truth[:, None]
-    first = hits.argmax(axis=1)
-    return float(np.where(hits.any(axis=1), 1.0 / (first + 1), 0.0).mean())
+    return np.where(hits.any(axis=1), 1.0 / (hits.argmax(axis=1) + 1), 0.0)
+
+
+def map_at_k(ranked: np.ndarray, answers: Sequence[int], k: int = 3) -> float:
+    """Mean average precision at k: the mean of `average_precision_at_k`."""
+    return float(average_precision_at_k(ranked, answers, k).mean())
+
+
+def empty_options(options: Sequence[Sequence[str]]) -> np.ndarray:
+    """True where an option is empty: it can never be the answer."""
+    return np.array([[not text for text in opts] for opts in options], dtype=bool)
 
 
 def rank_logits(logits: np.ndarray, options: Sequence[Sequence[str]] | None = None) -> np.ndarray:
     """Logits for ranking: an empty option can never be the answer, so it goes behind every real one."""
     ranked = np.asarray(logits, dtype=np.float64).copy()
     if options is not None:
-        ranked[np.array([[not text for text in opts] for opts in options], dtype=bool)] = -np.inf
+        ranked[empty_options(options)] = -np.inf
     return ranked
 
 
