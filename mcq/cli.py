@@ -5,6 +5,7 @@ keeps its traceback."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import sys
@@ -24,6 +25,14 @@ def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+def freeze_imports() -> None:
+    """Hide what the imports made from the garbage collector: accelerate runs a full gc.collect() at every
+    Trainer.train(), which would walk all of torch's and transformers' objects each time (a small torchrun
+    takes 0.71 of the CPU time with this, docs/BENCHMARKS.md). Collected first: no garbage is kept for good."""
+    gc.collect()
+    gc.freeze()
 
 
 def main_guard(fn: Callable[[], int | None]) -> int:

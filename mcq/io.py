@@ -7,7 +7,7 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,12 +105,16 @@ def replace_dir(tmp: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that decide whether a model loads and scores the same."""
-    versions = {}
-    for name in VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+@functools.cache
+def installed_version(name: str) -> str | None:
+    """A distribution's installed version, or None; cached, as what is installed does not change while we run."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions(names: Iterable[str] = VERSIONED, installed_only: bool = False) -> dict[str, str]:
+    """Installed versions of the libraries that decide whether a model (or index) loads and scores the same."""
+    found = {name: installed_version(name) for name in names}
+    return {name: v or "not installed" for name, v in found.items() if v or not installed_only}

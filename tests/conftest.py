@@ -3,6 +3,7 @@ trained here, BERT with a WordPiece vocabulary built here) and small question fi
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import os
 import random
@@ -19,6 +20,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LETTERS = "ABCDE"
+
+
+def pytest_collection_finish(session):
+    """Freeze what collection imported (torch, transformers): accelerate runs a full gc.collect() at every
+    Trainer.train(), and without this each one walks those millions of objects again."""
+    gc.freeze()
+
 
 WORDS = (
     "atom cell energy force mass light wave photon electron proton neutron gene protein enzyme "

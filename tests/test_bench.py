@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
-from bench import attention_parity, gpu_check, infer_speed, train_speed
+from bench import attention_parity, gpu_check, infer_speed, suite_time, train_speed
 from bench.common import export_backbone, token_counts
 from mcq.core.arch import tiny_deberta_config
 from mcq.core.data import read_questions
@@ -92,3 +92,31 @@ def test_synthetic_corpus_has_the_asked_passages_and_lengths(tmp_path):
     frame = pd.read_parquet(tmp_path / "s.parquet")
     words = frame["text"].str.split().str.len()
     assert len(frame) == 250 and frame["id"].is_unique and words.between(60, 120).all()
+
+
+def test_suite_time_pairs_its_runs_and_takes_medians_of_the_ratios():
+    pairs = [({"wall": 30.0, "cpu": 60.0}, {"wall": 60.0, "cpu": 90.0}),
+             ({"wall": 40.0, "cpu": 50.0}, {"wall": 50.0, "cpu": 100.0}),
+             ({"wall": 20.0, "cpu": 70.0}, {"wall": 25.0, "cpu": 70.0})]
+    s = suite_time.summarise(pairs)
+    assert (s["a_wall"], s["b_wall"], s["a_cpu"], s["b_cpu"]) == (30.0, 50.0, 60.0, 90.0)
+    assert s["ratios_wall"] == [0.5, 0.8, 0.8] and s["ratio_wall"] == 0.8  # the pairs' median, not 30 / 50
+    assert s["ratio_cpu"] == pytest.approx(2 / 3)
+
+
+def test_suite_time_times_a_real_pytest_run_and_its_exit_code(tmp_path):
+    (tmp_path / "test_one.py").write_text("import time\n\ndef test_ok():\n    time.sleep(0.2)\n\n"
+                                          "def test_no():\n    assert False\n")
+    passed = suite_time.timed(tmp_path, ["-p", "no:cacheprovider", "-k", "ok"])
+    assert passed["code"] == 0 and passed["wall"] >= 0.2 and passed["cpu"] > 0
+    assert suite_time.timed(tmp_path, ["-p", "no:cacheprovider"])["code"] == 1
+
+
+def test_suite_time_keeps_the_tests_that_descend_from_the_old_suite():
+    old = ["tests/test_data.py::test_reads[a]", "tests/test_data.py::test_to_frame", "tests/test_sub.py::test_map3_old"]
+    new = ["tests/core/test_data.py::test_reads[a]", "tests/core/test_data.py::test_reads[b]",
+           "tests/core/test_submission.py::test_map3_score", "tests/ablate/test_stats.py::test_new"]
+    kept = suite_time.same_tests(new, old, also=["tests/core/test_submission.py::test_map3_score"])
+    assert kept == ["tests/core/test_data.py::test_reads[a]", "tests/core/test_submission.py::test_map3_score"]
+    with pytest.raises(SystemExit, match="test_gone"):
+        suite_time.same_tests(new, old, also=["tests/x.py::test_gone"])

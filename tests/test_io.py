@@ -5,11 +5,12 @@ import errno
 import os
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
 from mcq.errors import OutputError
-from mcq.io import atomic_write, atomic_write_text, pid_alive
+from mcq.io import atomic_write, atomic_write_text, library_versions, pid_alive
 
 
 def dead_pid() -> int:
@@ -57,3 +58,10 @@ def test_a_bug_in_the_writer_is_not_dressed_up_as_a_user_error(tmp_path):
         atomic_write(tmp_path / "x.txt", buggy)
     assert not isinstance(err.value, OutputError)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_library_versions_name_what_is_installed_and_what_is_not():
+    names = ["numpy", "no-such-distribution-mcq"]
+    assert library_versions(names) == {"numpy": metadata.version("numpy"), "no-such-distribution-mcq": "not installed"}
+    assert library_versions(names, installed_only=True) == {"numpy": metadata.version("numpy")}
+    assert set(library_versions()) >= {"torch", "transformers", "safetensors"}

@@ -52,10 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.out or f"{base.output_dir.rstrip('/')}-ablation")
 
     from mcq.ablate.run import run_ablation  # heavy imports only once the arguments are good
-    from mcq.cli import quiet_transformers
+    from mcq.cli import freeze_imports, quiet_transformers
 
     setup_logging()
     quiet_transformers()
+    freeze_imports()
     ablation = run_ablation(base, variants, root)
     for v in ablation["variants"]:
         ensemble = "-" if v["ensemble"] is None else f"{v['ensemble']:.4f}"

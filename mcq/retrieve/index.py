@@ -6,7 +6,6 @@ settings than it was built with is an error; `Index.search` answers with passage
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -15,13 +14,12 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from mcq.errors import RetrievalError
-from mcq.io import replace_dir
+from mcq.io import library_versions, replace_dir
 from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
 from mcq.retrieve.ranking import reciprocal_rank_fusion
 from mcq.retrieve.settings import IndexSettings, PassageSettings
@@ -131,20 +129,12 @@ def _manifest(tmp, settings, stats, backends, corpus, read_s, build_s) -> dict:
         },
         "passages": stats["passages"],
         "backends": backends,
-        "versions": versions(),
+        "versions": library_versions(VERSIONED, installed_only=True),
         "disk_bytes": disk,
         "ram_bytes": ram_estimate(tmp, backends),
         "read_s": round(read_s, 2),
         "build_s": round(build_s, 2),
     }
-
-
-def versions() -> dict[str, str]:
-    found = {}
-    for name in VERSIONED:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
 
 
 def ram_estimate(folder: Path, backends: dict) -> int:
@@ -269,7 +259,7 @@ def _flat(raw: dict, prefix: str = "") -> dict:
 
 
 def _warn_versions(folder: Path, built: dict) -> None:
-    now = versions()
+    now = library_versions(VERSIONED, installed_only=True)
     changed = [f"{n} {v} -> {now.get(n, 'not installed')}" for n, v in built.items() if now.get(n) != v]
     if changed:
         log.warning(

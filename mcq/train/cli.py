@@ -29,12 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(TrainConfig, args.config, flag_overrides(args, TrainConfig))
 
-    from mcq.cli import quiet_transformers  # heavy imports only once the arguments are good
+    from mcq.cli import freeze_imports, quiet_transformers  # heavy imports only once the arguments are good
     from mcq.train import distributed
     from mcq.train.run import run_training
 
     setup_logging(distributed.is_main())
     quiet_transformers()
+    freeze_imports()
     report = run_training(cfg, resume=args.resume)
     if not distributed.is_main():
         return 0  # under torchrun, rank 0 speaks for the run

@@ -1,9 +1,11 @@
 """End to end on a tiny DeBERTa: three seeds -> export -> reload -> same logits; reruns, resume, report."""
 import dataclasses
+import gc
 import subprocess
 import sys
 import json
 import shutil
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch
 from conftest import tiny_config, write_questions
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
-from mcq.cli import main_guard
+from mcq.cli import freeze_imports, main_guard
 from mcq.config import load_config
 from mcq.core.data import read_questions
 from mcq.core.export import META_FILE
@@ -192,7 +194,10 @@ def test_yaml_values_take_the_fields_types(tmp_path, capsys):
         assert rc == 2 and needle in capsys.readouterr().err
 
 
-def test_cli_trains_and_prints_the_ensemble(tiny_deberta, question_files, tmp_path, capsys):
+def test_cli_trains_and_prints_the_ensemble(tiny_deberta, question_files, tmp_path, capsys, monkeypatch):
+    frozen_before_training = []
+    monkeypatch.setattr("mcq.cli.freeze_imports", lambda: frozen_before_training.append(True))
+    monkeypatch.setattr("mcq.train.run.run_training", _after(frozen_before_training, run_training))
     args = ["--model", str(tiny_deberta), "--train", str(question_files["train"]), "--valid", str(question_files["valid"]),
             "--output-dir", str(tmp_path / "cli"), "--seeds", "0", "1", "--head-steps", "1", "--per-device-batch", "8",
             "--max-length", "48", "--max-steps", "2", "--lr", "1e-3", "--no-group-by-length"]
@@ -202,6 +207,35 @@ def test_cli_trains_and_prints_the_ensemble(tiny_deberta, question_files, tmp_pa
     report = json.loads((tmp_path / "cli" / "report.json").read_text())
     assert f"seed 1: valid MAP@3 {report['seeds'][1]['valid_map3']:.4f}  ->  " in out
     assert (tmp_path / "cli" / "models" / "seed1" / META_FILE).is_file()
+    assert frozen_before_training == [True, "trained"]  # the imports were frozen once, before the seeds trained
+
+
+def _after(log: list, fn):
+    def wrapped(*args, **kwargs):
+        log.append("trained")
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
+class _Cycle:
+    def __init__(self):
+        self.me = self
+
+
+def test_freeze_imports_hides_live_objects_but_never_garbage_from_the_collector():
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        before = weakref.ref(_Cycle())  # garbage already: collected by the call, not kept for good
+        freeze_imports()
+        assert before() is None
+        assert gc.get_freeze_count() > 10_000  # torch and transformers are imported: far more than that
+        after = weakref.ref(_Cycle())  # garbage made later is still collected
+        gc.collect()
+        assert after() is None
+    finally:
+        gc.freeze()
 
 
 def test_bad_training_data_fails_before_any_training(tiny_deberta, question_files, tmp_path):
