@@ -75,10 +75,11 @@ def blends(ablation: Path, valid_file: Path) -> dict:
             "equal_map3_cv": report.map3_equal,
             "tuned_map3_cv": report.map3_tuned,
             "gain": report.gain,
+            "gain_interval": [report.gain_low, report.gain_high],
             "use_tuned": report.use_tuned,
         }
         print(f"{label}: equal {report.map3_equal:.4f}, tuned {report.map3_tuned:.4f} (cross-validated), "
-              f"gain {report.gain:+.4f}; fitted {[round(w, 3) for w in report.fitted]}", flush=True)  # fmt: skip
+              f"gain {report.gain:+.4f} [{report.gain_low:+.4f}, {report.gain_high:+.4f}], used {report.use_tuned}; fitted {[round(w, 3) for w in report.fitted]}", flush=True)  # fmt: skip
     return out
 
 

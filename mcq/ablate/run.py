@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from mcq.ablate.report import write_ablation
-from mcq.ablate.stats import paired, paired_bootstrap, question_ap, seed_stats
+from mcq.ablate.stats import paired, seed_stats
 from mcq.ablate.variants import Variant, variant_config
 from mcq.core.data import Questions, read_questions
+from mcq.core.metrics import question_ap
+from mcq.core.significance import paired_bootstrap
 from mcq.errors import ConfigError
 from mcq.train.config import TrainConfig
 from mcq.train.layout import RunLayout

@@ -2,7 +2,8 @@
 
 Seeds are the noise a user can measure: two variants trained on the same seeds differ seed by seed, and a
 paired t-test on those differences says whether the mean difference is larger than the seed-to-seed spread.
-The ensembles, one number per variant, are compared with a paired bootstrap over the questions instead.
+The ensembles, one number per variant, are compared with a paired bootstrap over the questions instead
+(`mcq.core.significance`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from mcq.core.metrics import average_precision_at_k, rank_logits, top_k
-
-ALPHA = 0.05  # a difference "exceeds the noise" when its two-sided p-value (or bootstrap interval) says so at 5 %
+from mcq.core.significance import ALPHA
 
 
 @dataclass(frozen=True)
@@ -69,37 +68,3 @@ def paired(a: str, b: str, scores_a: Mapping[int, float], scores_b: Mapping[int,
     elif len(diffs) > 1 and mean != 0:  # every seed moved by exactly the same amount: no spread at all
         t, p = math.copysign(math.inf, mean), 0.0
     return Paired(a, b, seeds, diffs.tolist(), mean, std, noise, t, p, p is not None and p < ALPHA)
-
-
-def question_ap(
-    logits: np.ndarray, answers: Sequence[int], options: Sequence[Sequence[str]] | None = None
-) -> np.ndarray:
-    """Each question's average precision at 3 (1, 1/2, 1/3 or 0), ranked as the submission ranks; its mean is
-    MAP@3."""
-    return average_precision_at_k(top_k(rank_logits(logits, options), 3), answers, 3)
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """Mean difference b - a of per-question scores and its percentile interval over resampled questions."""
-
-    mean: float
-    low: float
-    high: float
-    draws: int
-
-    @property
-    def exceeds_noise(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-
-def paired_bootstrap(ap_a: np.ndarray, ap_b: np.ndarray, draws: int = 2000, seed: int = 0) -> Bootstrap:
-    """Resample the questions (the same ones for both) to see how much of a difference the question set explains."""
-    ap_a, ap_b = np.asarray(ap_a, dtype=np.float64), np.asarray(ap_b, dtype=np.float64)
-    if ap_a.shape != ap_b.shape or ap_a.ndim != 1 or not len(ap_a):
-        raise ValueError(f"need two equal-length score vectors, got {ap_a.shape} and {ap_b.shape}")
-    diff = ap_b - ap_a
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(draws, len(diff)))].mean(axis=1)
-    low, high = np.quantile(means, [ALPHA / 2, 1 - ALPHA / 2])
-    return Bootstrap(float(diff.mean()), float(low), float(high), draws)

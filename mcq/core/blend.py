@@ -3,7 +3,8 @@
 `fit_weights` finds non-negative weights (sum 1) for the mean of the models' logits by minimising the softmax
 cross-entropy of the answers; `cross_validated_gain` fits them on K-1 folds of the validation set and scores
 MAP@3 of tuned against equal weights on the held-out fold. Tuned weights are used only when that gain is
-positive: on a few hundred questions it is often zero or negative.
+beyond the question set's noise (its 95 % paired bootstrap interval above 0): on a few hundred questions a
+gain of one or two questions is as likely to be luck as skill, and equal weights cannot overfit.
 
 `python -m mcq.core.blend --logits a.npy b.npy --valid valid.csv` does the same on saved logits (no model runs).
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mcq.core.metrics import empty_options, map3_score, mean_logits
+from mcq.core.metrics import empty_options, map3_score, mean_logits, question_ap
+from mcq.core.significance import paired_bootstrap
 from mcq.errors import ConfigError, DataError
 
 L2 = 1e-4  # keeps the optimum finite when the logits separate the answers perfectly (the loss is convex)
@@ -35,6 +37,8 @@ class BlendReport:
     map3_tuned: float
     map3_equal: float
     gain: float
+    gain_low: float  # the gain's 95 % paired bootstrap interval over the questions
+    gain_high: float
     use_tuned: bool
     weights: list[float]  # the weights the ensemble uses: `fitted` when use_tuned, else equal
     reason: str
@@ -115,7 +119,8 @@ def cross_validated_gain(
     folds: int = 5,
     seed: int = 0,
 ) -> dict:
-    """K-fold MAP@3 of tuned against equal weights inside the validation set: per fold, pooled, and the gain."""
+    """K-fold MAP@3 of tuned against equal weights inside the validation set: per fold, pooled, and the gain
+    with its paired bootstrap interval over the held-out questions."""
     stack, truth, _ = _checked(logits_list, answers, options)
     opts = list(options) if options is not None else None
     tuned, equal = np.zeros(stack.shape[1:]), np.zeros(stack.shape[1:])
@@ -128,8 +133,16 @@ def cross_validated_gain(
         equal[held] = mean_logits(list(stack[:, held]))
         scores = {f"map3_{name}": map3_score(x[held], truth[held].tolist(), _pick(opts, held)) for name, x in named}
         per_fold.append({"fold": k, "n": len(held), "weights": weights.tolist(), **scores})
-    pooled = [map3_score(x, truth.tolist(), opts) for x in (tuned, equal)]
-    return {"folds": per_fold, "map3_tuned": pooled[0], "map3_equal": pooled[1], "gain": pooled[0] - pooled[1]}
+    ap_tuned, ap_equal = (question_ap(x, truth.tolist(), opts) for x in (tuned, equal))
+    boot = paired_bootstrap(ap_equal, ap_tuned, seed=seed)
+    return {
+        "folds": per_fold,
+        "map3_tuned": float(ap_tuned.mean()),
+        "map3_equal": float(ap_equal.mean()),
+        "gain": boot.mean,
+        "low": boot.low,
+        "high": boot.high,
+    }
 
 
 def _pick(options: list | None, rows: np.ndarray) -> list | None:
@@ -145,11 +158,12 @@ def blend_report(
     seed: int = 0,
     valid: str = "",
 ) -> BlendReport:
-    """Cross-validate, fit the final weights on every question, and decide: tuned only if the CV gain is > 0."""
+    """Cross-validate, fit the final weights on every question, and decide: tuned only if the CV gain's bootstrap
+    interval lies above 0."""
     cv = cross_validated_gain(logits_list, answers, options, folds, seed)
     fitted = fit_weights(logits_list, answers, options).tolist()
     equal = [1.0 / len(fitted)] * len(fitted)
-    use = cv["gain"] > 0
+    use = cv["low"] > 0
     return BlendReport(
         models=list(models),
         fitted=fitted,
@@ -157,22 +171,26 @@ def blend_report(
         map3_tuned=cv["map3_tuned"],
         map3_equal=cv["map3_equal"],
         gain=cv["gain"],
+        gain_low=cv["low"],
+        gain_high=cv["high"],
         use_tuned=use,
         weights=fitted if use else equal,
-        reason=decision_reason(cv["gain"], len(cv["folds"])),
+        reason=decision_reason(cv["gain"], cv["low"], cv["high"], len(cv["folds"]), len(answers)),
         valid=valid,
         n_questions=len(answers),
     )
 
 
-def decision_reason(gain: float, folds: int) -> str:
+def decision_reason(gain: float, low: float, high: float, folds: int, n: int) -> str:
     """One plain sentence on why the tuned or the equal weights are used."""
+    measured = f"{folds}-fold cross-validated MAP@3 gain {gain:+.4f} [95 % interval {low:+.4f}, {high:+.4f}]"
+    if low > 0:
+        return f"tuned weights used: {measured} over equal weights, beyond the noise of {n} questions"
     if gain > 0:
-        return f"tuned weights used: {folds}-fold cross-validated MAP@3 {gain:+.4f} over equal weights"
-    return (
-        f"equal weights kept: tuned weights did not beat them in {folds}-fold cross-validation on the validation set "
-        f"(MAP@3 gain {gain:+.4f}); the fitted weights are reported but not used"
-    )
+        why = f"within the noise of {n} questions (the interval includes 0)"
+    else:
+        why = "tuned weights did not beat equal ones"
+    return f"equal weights kept: {measured}, {why}; the fitted weights are reported but not used"
 
 
 def summary(report: BlendReport) -> str:
@@ -181,7 +199,7 @@ def summary(report: BlendReport) -> str:
     return (
         f"blend on {report.valid} ({report.n_questions} questions): fitted weights {fitted}\n"
         f"cross-validated MAP@3: tuned {report.map3_tuned:.4f}, equal {report.map3_equal:.4f}, "
-        f"gain {report.gain:+.4f}\n{report.reason}"
+        f"gain {report.gain:+.4f} [{report.gain_low:+.4f}, {report.gain_high:+.4f}]\n{report.reason}"
     )
 
 

@@ -49,10 +49,17 @@ def rank_logits(logits: np.ndarray, options: Sequence[Sequence[str]] | None = No
     return ranked
 
 
+def question_ap(
+    logits: np.ndarray, answers: Sequence[int], options: Sequence[Sequence[str]] | None = None
+) -> np.ndarray:
+    """Each question's average precision at 3 (1, 1/2, 1/3 or 0), ranked as the submission ranks them."""
+    return average_precision_at_k(top_k(rank_logits(logits, options), 3), answers, 3)
+
+
 def map3_score(logits: np.ndarray, answers: Sequence[int], options: Sequence[Sequence[str]] | None = None) -> float:
     """MAP@3 of logits ranked as the submission ranks them (empty options last): the one scorer of
     training, inference and the tests."""
-    return map_at_k(top_k(rank_logits(logits, options), 3), answers, 3)
+    return float(question_ap(logits, answers, options).mean())
 
 
 def chance_map3(n_options: int) -> float:

@@ -91,13 +91,38 @@ def test_empty_options_are_masked_in_the_fit():
 
 def test_no_cross_validated_gain_keeps_equal_weights(monkeypatch):
     answers, informative, noise = synthetic()
-    fake = {"folds": [], "map3_tuned": 0.5, "map3_equal": 0.51, "gain": -0.01}
+    fake = {"folds": [], "map3_tuned": 0.5, "map3_equal": 0.51, "gain": -0.01, "low": -0.03, "high": 0.01}
     monkeypatch.setattr(blend, "cross_validated_gain", lambda *a, **k: fake)
     report = blend_report([informative, noise], answers, None, ["a", "b"])
     assert report.fitted[0] > 0.9 and not report.use_tuned and report.weights == [0.5, 0.5]
     assert "equal weights kept" in report.reason and "-0.0100" in report.reason
-    fake["gain"] = 0.0
+    fake.update(gain=0.0, low=-0.02, high=0.02)
     assert not blend_report([informative, noise], answers, None, ["a", "b"]).use_tuned
+
+
+def test_a_gain_within_the_question_noise_keeps_equal_weights(monkeypatch):
+    answers, informative, noise = synthetic()
+    fake = {"folds": [], "map3_tuned": 0.52, "map3_equal": 0.51, "gain": 0.01, "low": -0.004, "high": 0.024}
+    monkeypatch.setattr(blend, "cross_validated_gain", lambda *a, **k: fake)
+    report = blend_report([informative, noise], answers, None, ["a", "b"])
+    assert not report.use_tuned and report.weights == [0.5, 0.5] and (report.gain_low, report.gain_high) == (-0.004, 0.024)
+    assert "within the noise of 200 questions" in report.reason and "+0.0100" in report.reason
+    fake.update(low=0.001)
+    report = blend_report([informative, noise], answers, None, ["a", "b"])
+    assert report.use_tuned and report.weights == report.fitted and "beyond the noise" in report.reason
+
+
+def test_pure_noise_models_never_get_tuned_weights_though_their_cv_gain_is_often_positive():
+    """40 questions, two models of pure noise, 30 draws: a "gain > 0" rule would tune on luck."""
+    lucky = tuned = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        answers = rng.integers(0, 5, 40)
+        report = blend_report([rng.normal(size=(40, 5)), rng.normal(size=(40, 5))], answers, None, ["a", "b"])
+        lucky += report.gain > 0
+        tuned += report.use_tuned
+        assert report.gain_low <= report.gain <= report.gain_high
+    assert lucky >= 5 and tuned == 0
 
 
 def test_folds_cover_every_question_once():
@@ -125,7 +150,8 @@ def test_inference_tunes_weights_on_valid_and_writes_blend_json(models, question
     assert report["models"] == ["seed0", "seed1"] and report["valid"] == str(question_files["valid"])
     assert len(report["folds"]) == 5 and sum(f["n"] for f in report["folds"]) == 12
     assert min(report["fitted"]) >= 0 and sum(report["fitted"]) == pytest.approx(1)
-    assert report["use_tuned"] == (report["gain"] > 0)
+    assert report["gain_low"] <= report["gain"] <= report["gain_high"]
+    assert report["use_tuned"] == (report["gain_low"] > 0)
     assert report["weights"] == (report["fitted"] if report["use_tuned"] else [0.5, 0.5])
     per_model = [np.load(out.parent / f"logits_seed{s}.npy") for s in range(2)]
     np.testing.assert_allclose(np.load(out.parent / "logits_ensemble.npy"), mean_logits(per_model, report["weights"]),
@@ -180,6 +206,7 @@ def test_blend_command_on_saved_logits(tmp_path, capsys):
     assert "fitted weights" in printed and "gain" in printed and f"report: {out.resolve()}" in printed
     report = json.loads(out.read_text())
     assert len(report["folds"]) == 4 and report["fitted"][0] > 0.8 and report["models"] == list(map(str, paths))
+    assert report["use_tuned"] and report["gain_low"] > 0 and "beyond the noise of 60 questions" in printed
 
     np.save(tmp_path / "short.npy", good[:50])
     assert main_guard(lambda: blend.main(["--logits", str(paths[0]), str(tmp_path / "short.npy"),
