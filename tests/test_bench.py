@@ -120,3 +120,15 @@ def test_suite_time_keeps_the_tests_that_descend_from_the_old_suite():
     assert kept == ["tests/core/test_data.py::test_reads[a]", "tests/core/test_submission.py::test_map3_score"]
     with pytest.raises(SystemExit, match="test_gone"):
         suite_time.same_tests(new, old, also=["tests/x.py::test_gone"])
+
+
+def test_blend_rule_scores_both_rules_against_equal_weights_on_the_same_draws():
+    from bench import blend_rule
+
+    clear = blend_rule.scenario(blend_rule.SCENARIOS["3 good + 3 weak (0.3)"], 100, draws=3)
+    assert clear["draws"] == 3 and 0.2 < clear["equal_map3"] < 1
+    for rule in ("gain > 0", "interval > 0"):  # dropping three nearly useless models is a real, large gain
+        assert clear[rule]["tuned"] == 3 and clear[rule]["minus_equal"] > 0.03
+    same = blend_rule.scenario(blend_rule.SCENARIOS["3 seeds of equal quality"], 40, draws=3)
+    assert same["interval > 0"]["tuned"] <= same["gain > 0"]["tuned"]
+    assert same["interval > 0"]["tuned"] == 0 and same["interval > 0"]["minus_equal"] == 0.0
