@@ -132,3 +132,15 @@ def test_blend_rule_scores_both_rules_against_equal_weights_on_the_same_draws():
     same = blend_rule.scenario(blend_rule.SCENARIOS["3 seeds of equal quality"], 40, draws=3)
     assert same["interval > 0"]["tuned"] <= same["gain > 0"]["tuned"]
     assert same["interval > 0"]["tuned"] == 0 and same["interval > 0"]["minus_equal"] == 0.0
+
+
+def test_hybrid_weight_finds_the_first_hit_of_each_fused_ranking():
+    from bench import hybrid_weight
+
+    hits = np.zeros((3, 6), dtype=bool)
+    hits[0, 4] = hits[1, 2] = hits[1, 5] = True  # query 2 has no passage of its own
+    ids = np.array([[1, 4, 0], [5, 2, -1], [0, 1, 2]])
+    ranks = hybrid_weight.first_hit_ranks(ids, hits)
+    assert ranks.tolist() == [2, 1, 0]
+    assert hybrid_weight.recall_at(ranks) == {1: 1 / 3, 3: 2 / 3, 5: 2 / 3}
+    assert hybrid_weight.first_hit_ranks(np.array([[-1, -1]]), np.ones((1, 6), dtype=bool)).tolist() == [0]

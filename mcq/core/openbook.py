@@ -55,7 +55,10 @@ def model_retrieval(metas: list[dict]) -> dict | None:
 
 
 def _same(r: dict) -> tuple:
-    return r.get("k"), r.get("max_chars"), str(r.get("index_settings"))
+    from mcq.retrieve.index import settings_from_dict
+
+    settings = r.get("index_settings")
+    return r.get("k"), r.get("max_chars"), None if settings is None else settings_from_dict(settings)
 
 
 def context_settings(recorded: dict | None, k: int | None, max_chars: int | None) -> ContextSettings:
@@ -71,15 +74,18 @@ def context_settings(recorded: dict | None, k: int | None, max_chars: int | None
 
 def open_index_for(path: str | Path, recorded: dict | None):
     """Open the index; one built with other passage or retriever settings than the models' is refused."""
-    from mcq.retrieve.index import open_index
+    from mcq.retrieve.index import open_index, read_manifest, settings_differences, settings_from_dict
 
+    trained = recorded.get("index_settings") if recorded else None
+    if trained is not None:  # compared as settings: a key added since the models were trained counts at its default
+        built, asked = settings_from_dict(read_manifest(path)["settings"]), settings_from_dict(trained)
+        if built != asked:
+            raise ConfigError(
+                f"--index {path}: built with {settings_differences(built, asked)}, where 'asked' is what the models' "
+                "context was made with. Build the index with the models' settings (mcq-retrieve build ...) so their "
+                "context is made the same way."
+            )
     index = open_index(path)
-    if recorded and recorded.get("index_settings") not in (None, index.manifest["settings"]):
-        raise ConfigError(
-            f"--index {path}: built with {index.manifest['settings']}, but the models were trained with context from "
-            f"an index built with {recorded['index_settings']}. Build the index with the models' settings "
-            "(mcq-retrieve build ...) so their context is made the same way."
-        )
     if recorded and recorded.get("index_fingerprint") != index.fingerprint:
         log.info(
             "index %s (%d passages) is not the one the models were trained with (%s, %s passages); same settings",

@@ -8,8 +8,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mcq.cli import main_guard, positive_int, setup_logging
-from mcq.retrieve.settings import DENSE_KINDS, RETRIEVERS, ContextSettings, IndexSettings, PassageSettings
+from mcq.cli import main_guard, positive_int, setup_logging, share
+from mcq.retrieve.settings import (
+    DENSE_KINDS,
+    HYBRID_DENSE_WEIGHT,
+    RETRIEVERS,
+    ContextSettings,
+    IndexSettings,
+    PassageSettings,
+)
 
 DEFAULTS = PassageSettings()
 CONTEXT = ContextSettings()
@@ -29,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-title", action="store_true", help="do not search or show the title with each passage")
     build.add_argument("--embedder", help="dense/hybrid: local sentence-transformers folder or package:<module>")
     build.add_argument("--dense-kind", choices=DENSE_KINDS, default="auto", help="faiss: exact or IVF-PQ")
+    build.add_argument(
+        "--dense-weight",
+        type=share,
+        default=HYBRID_DENSE_WEIGHT,
+        help="hybrid: dense's share of the rank fusion (0 to 1; BM25 has the rest)",
+    )
     ctx = sub.add_parser(
         "context",
         help="add retrieved context to a question file",
@@ -54,7 +67,7 @@ def _build(args: argparse.Namespace) -> int:
     from mcq.retrieve.index import build_index
 
     passages = PassageSettings(args.max_words, args.overlap_words, args.min_words, not args.no_title)
-    settings = IndexSettings(args.retriever, passages, args.embedder, args.dense_kind)
+    settings = IndexSettings(args.retriever, passages, args.embedder, args.dense_kind, dense_weight=args.dense_weight)
     manifest = build_index(args.corpus, args.out, settings, args.text_column, progress=True)
     print(
         f"index {args.out}: {manifest['passages']} passages from {manifest['corpus']['articles']} articles "

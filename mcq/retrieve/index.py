@@ -183,8 +183,9 @@ class Index:
         if self.settings.retriever != "hybrid":
             return self.searchers[self.settings.retriever].search(queries, k)
         depth = max(k * HYBRID_DEPTH, 20)
-        rankings = [searcher.search(queries, depth)[0] for searcher in self.searchers.values()]
-        return reciprocal_rank_fusion(rankings, k)
+        rankings = [self.searchers[name].search(queries, depth)[0] for name in ("bm25", "dense")]
+        weight = self.settings.dense_weight
+        return reciprocal_rank_fusion(rankings, k, weights=[1 - weight, weight])
 
     def passages(self, numbers: list[int]) -> list[Passage]:
         return self.store.get(numbers)
@@ -220,7 +221,7 @@ def open_index(folder: str | Path, expect: IndexSettings | None = None) -> Index
     built = settings_from_dict(manifest["settings"])
     if expect is not None and expect != built:
         raise RetrievalError(
-            f"{folder}: built with {_differences(built, expect)}; build a new index with these settings"
+            f"{folder}: built with {settings_differences(built, expect)}; build a new index with these settings"
         )
     _warn_versions(folder, manifest.get("versions", {}))
     from mcq.retrieve import sparse
@@ -243,7 +244,8 @@ def open_index(folder: str | Path, expect: IndexSettings | None = None) -> Index
     return index
 
 
-def _differences(built: IndexSettings, asked: IndexSettings) -> str:
+def settings_differences(built: IndexSettings, asked: IndexSettings) -> str:
+    """Each setting that differs, as 'key built (asked asked)'."""
     a, b = _flat(built.as_dict()), _flat(asked.as_dict())
     return "; ".join(f"{key} {a[key]!r} (asked {b[key]!r})" for key in sorted(a) if a[key] != b.get(key))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 RRF_K = 60  # the constant of Cormack et al. (2009); fusion is insensitive to it in 20-100
@@ -33,18 +35,26 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids.astype(np.int64), best.astype(np.float32)
 
 
-def reciprocal_rank_fusion(rankings: list[np.ndarray], k: int, constant: int = RRF_K) -> tuple[np.ndarray, np.ndarray]:
-    """Fuse per-retriever rankings (each [queries, depth] of passage ids, -1 = none) by summing 1 / (constant + rank),
-    rank counted from 1; the k best fused ids per query, ties broken by the lower passage id."""
+def reciprocal_rank_fusion(
+    rankings: list[np.ndarray], k: int, constant: int = RRF_K, weights: Sequence[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse per-retriever rankings (each [queries, depth] of passage ids, -1 = none) by summing
+    weight / (constant + rank), rank counted from 1, weight 1 each by default; the k best fused ids per query,
+    ties broken by the lower passage id. A retriever of weight 0 adds nothing."""
+    weights = [1.0] * len(rankings) if weights is None else list(weights)
+    if len(weights) != len(rankings) or min(weights) < 0:
+        raise ValueError(f"need one non-negative weight per ranking, got {weights} for {len(rankings)}")
     n_queries = rankings[0].shape[0]
     ids = np.full((n_queries, k), -1, dtype=np.int64)
     scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
     for q in range(n_queries):
         fused: dict[int, float] = {}
-        for ranking in rankings:
+        for ranking, weight in zip(rankings, weights):
+            if weight == 0:
+                continue
             for rank, pid in enumerate(ranking[q], start=1):
                 if pid >= 0:
-                    fused[int(pid)] = fused.get(int(pid), 0.0) + 1.0 / (constant + rank)
+                    fused[int(pid)] = fused.get(int(pid), 0.0) + weight / (constant + rank)
         best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
         for j, (pid, score) in enumerate(best):
             ids[q, j], scores[q, j] = pid, score

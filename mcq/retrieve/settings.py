@@ -9,6 +9,7 @@ from mcq.errors import RetrievalError
 
 RETRIEVERS = ("bm25", "tfidf", "dense", "hybrid")
 DENSE_KINDS = ("auto", "flat", "ivfpq")
+HYBRID_DENSE_WEIGHT = 0.5  # equal shares (plain RRF); on stem1k dense alone beats every share (docs/BENCHMARKS.md)
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,13 @@ class IndexSettings:
     embedder: str | None = None  # dense, hybrid: a local sentence-transformers folder or package:<module>
     dense_kind: str = "auto"  # faiss: flat (exact) below 200k passages, IVF-PQ above (auto)
     tfidf_max_features: int = 2_000_000  # TF-IDF word 1-2-gram vocabulary cap (the most frequent terms)
+    dense_weight: float = HYBRID_DENSE_WEIGHT  # hybrid: dense's share of the rank fusion, BM25 has the rest
 
     def __post_init__(self):
+        if not 0 <= self.dense_weight <= 1:
+            raise RetrievalError(
+                f"dense weight: need 0 to 1 (dense's share of the hybrid fusion), got {self.dense_weight}"
+            )
         if self.retriever not in RETRIEVERS:
             raise RetrievalError(f"retriever: '{self.retriever}' is not one of {', '.join(RETRIEVERS)}")
         if self.dense_kind not in DENSE_KINDS:

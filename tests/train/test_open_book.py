@@ -78,9 +78,24 @@ def test_infer_refuses_an_index_built_with_other_settings(open_run, tmp_path):
     folder, cfg, _ = open_run
     other = tmp_path / "other-index"
     build_index([folder / "corpus.csv"], other, IndexSettings(passages=PassageSettings(max_words=12, overlap_words=2)))
-    with pytest.raises(ConfigError, match="max_words"):
+    with pytest.raises(ConfigError, match=r"built with passages.max_words 12 \(asked 120\); passages.overlap_words 2 "
+                                          r"\(asked 20\), where 'asked' is what the models' context was made with"):
         infer_cli.main(["--models", f"{folder}/run/models", "--test", cfg.valid, "--out", str(tmp_path / "s.csv"),
                         "--index", str(other)])
+
+
+def test_models_exported_before_a_new_index_setting_accept_an_index_at_its_default(open_run, tmp_path):
+    folder, cfg, _ = open_run
+    models = tmp_path / "models"
+    shutil.copytree(folder / "run" / "models", models)
+    meta_file = models / "seed0" / "mcq_model.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["retrieval"]["index_settings"].pop("dense_weight") == 0.5  # as exported before the setting existed
+    meta_file.write_text(json.dumps(meta))
+    assert infer_cli.main(["--models", str(models), "--test", cfg.valid, "--out", str(tmp_path / "s.csv"),
+                           "--index", str(folder / "index")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "logits_seed0.npy"),
+                               np.load(folder / "run" / "seed0" / "valid_logits.npy"), rtol=1e-4, atol=1e-5)
 
 
 def test_resume_reuses_the_contexts_and_refuses_another_index(open_run, tmp_path, caplog):
