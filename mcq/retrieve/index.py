@@ -6,6 +6,7 @@ settings than it was built with is an error; `Index.search` answers with passage
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -192,9 +193,23 @@ class Index:
 
 
 def settings_from_dict(raw: dict) -> IndexSettings:
+    """A manifest's settings; a missing key is its default, an unknown one (a newer mcq built it) an error."""
     fields = dict(raw)
-    fields["passages"] = PassageSettings(**fields.get("passages", {}))
+    passages = dict(fields.get("passages", {}))
+    unknown = sorted(set(fields) - _field_names(IndexSettings)) + [
+        f"passages.{key}" for key in sorted(set(passages) - _field_names(PassageSettings))
+    ]
+    if unknown:
+        raise RetrievalError(
+            f"index settings {', '.join(unknown)} are unknown to this mcq: the index was built by a newer version. "
+            "Install that version here (on Kaggle: push-code again) or build the index with this one."
+        )
+    fields["passages"] = PassageSettings(**passages)
     return IndexSettings(**fields)
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def read_manifest(folder: str | Path) -> dict:

@@ -17,7 +17,7 @@ from mcq.errors import RetrievalError
 from mcq.retrieve import sparse
 from mcq.retrieve.corpus import passages
 from mcq.retrieve.dense import dense_kind, ivfpq_shape
-from mcq.retrieve.index import MANIFEST, build_index, open_index
+from mcq.retrieve.index import MANIFEST, build_index, open_index, settings_from_dict
 from mcq.retrieve.ranking import reciprocal_rank_fusion, top_k
 from mcq.retrieve.settings import IndexSettings, PassageSettings
 
@@ -257,6 +257,17 @@ def test_index_settings_reject_unknown_choices():
     for retriever in ("dense", "hybrid"):
         with pytest.raises(RetrievalError, match="needs --embedder"):
             IndexSettings(retriever)
+
+
+def test_manifest_settings_take_defaults_for_missing_keys_and_refuse_unknown_ones():
+    built = IndexSettings().as_dict()
+    del built["dense_weight"], built["passages"]["min_words"]  # as written before these settings existed
+    assert settings_from_dict(built) == IndexSettings()
+    newer = IndexSettings().as_dict() | {"rerank": True}
+    newer["passages"]["stride"] = 3
+    with pytest.raises(RetrievalError, match=r"index settings rerank, passages.stride are unknown to this mcq: "
+                                             r"the index was built by a newer version\. .*push-code again"):
+        settings_from_dict(newer)
 
 
 # --- ranking (pure) -----------------------------------------------------------------------------
