@@ -78,9 +78,11 @@ def read_articles(path: Path, text_column: str | None = None) -> Iterator[Articl
     first = next(chunks, None)
     if first is None:
         return
-    columns = _columns(path, first[0], text_column)
+    names, columns = first[0], _columns(path, first[0], text_column)
     empty = 0
-    for _, rows, start in _chain(first, chunks):
+    for chunk_names, rows, start in _chain(first, chunks):
+        if chunk_names != names:  # JSON lines: a key first met in a later chunk (a title, an id)
+            names, columns = chunk_names, _columns(path, chunk_names, columns["text"])
         for offset, record in enumerate(rows):
             row = start + offset
             text = _cell(record.get(columns["text"]), path, row, columns["text"])
