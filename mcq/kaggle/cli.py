@@ -51,6 +51,7 @@ from mcq.kaggle.stage import (
     StagedDataset,
     check_owner,
     dataset_metadata,
+    kaggle_lacks,
     kernel_metadata,
     stage_code,
     stage_index,
@@ -216,8 +217,13 @@ def push_index(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> N
         f"staged {staged.path}: {', '.join(staged.entries)} ({manifest['passages']} passages, "
         f"{manifest['settings']['retriever']}, {manifest['disk_bytes'] / 2**20:.1f} MiB)"
     )
-    if manifest["settings"]["retriever"] in ("bm25", "hybrid"):
-        cli.say("the kernel needs bm25s, which Kaggle's image lacks: push-code --extra-wheels bm25s-*.whl")
+    needs = kaggle_lacks(manifest["settings"]["retriever"])
+    if needs:
+        wheels = " ".join(f"wheels/{name.replace('-', '_')}-*.whl" for name in needs)
+        cli.say(
+            f"the kernel needs {', '.join(needs)}, which Kaggle's image lacks: push-code --extra-wheels {wheels} "
+            f"(pip download {' '.join(needs)} --no-deps -d wheels/)"
+        )
     upload(cli, staged, args.message or f"mcq {__version__}: index of {manifest['passages']} passages")
 
 

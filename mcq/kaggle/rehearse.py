@@ -29,9 +29,11 @@ from mcq.kaggle.stage import (
     DATASET_METADATA,
     SOURCE_DIR,
     dataset_metadata,
+    kaggle_lacks,
     stage_code,
     stage_index,
     stage_models,
+    wheel_names,
 )
 
 DEFAULT_KERNEL = SOURCE_DIR / "kernels" / "llmse-infer" / "kernel.py"
@@ -385,21 +387,15 @@ def project_memory(peak: int, n_questions: int, target: int = HIDDEN_TEST_QUESTI
     return int(peak + max(0, target - n_questions) * BYTES_PER_QUESTION)
 
 
-# What Kaggle's 2023 image lacks among the retrievers' libraries (it has scikit-learn, faiss-cpu is absent too)
-KAGGLE_LACKS = {"bm25": ["bm25s"], "dense": ["faiss", "sentence_transformers"]}
-
-
 def warn_missing_wheels(index: Path, wheels: list[Path]) -> None:
     """The rehearsal's Python has the retriever's library; Kaggle's image may not: say which wheel to ship."""
     manifest = json.loads((index / "mcq_index.json").read_text(encoding="utf-8"))
-    retriever = manifest["settings"]["retriever"]
-    needs = KAGGLE_LACKS.get(retriever, []) if retriever != "hybrid" else KAGGLE_LACKS["bm25"] + KAGGLE_LACKS["dense"]
-    shipped = {w.name.split("-")[0].lower().replace("_", "-") for w in wheels}
-    for module in needs:
-        if module.replace("_", "-") not in shipped and not (module == "faiss" and "faiss-cpu" in shipped):
+    shipped = wheel_names(wheels)
+    for name in kaggle_lacks(manifest["settings"]["retriever"]):
+        if name not in shipped:
             print(
-                f"warning: the index needs {module}; this rehearsal's Python has it, Kaggle's image may not. "
-                f"Ship its wheel: --extra-wheels here and on push-code (pip download {module} --no-deps -d wheels/)",
+                f"warning: the index needs {name}; this rehearsal's Python has it, Kaggle's image may not. "
+                f"Ship its wheel: --extra-wheels here and on push-code (pip download {name} --no-deps -d wheels/)",
                 flush=True,
             )
 

@@ -192,6 +192,21 @@ def stage_models(
     return StagedDataset(replace_dir(tmp, dest), meta["id"], names, skipped)
 
 
+# What Kaggle's 2023 image lacks among the retrievers' libraries (pip names; it has scikit-learn, so TF-IDF needs none)
+KAGGLE_LACKS = {"bm25": ["bm25s"], "dense": ["faiss-cpu", "sentence-transformers"]}
+
+
+def kaggle_lacks(retriever: str) -> list[str]:
+    """The pip packages an index of this retriever needs that the kernel must get as wheels."""
+    parts = ["bm25", "dense"] if retriever == "hybrid" else [retriever]
+    return [name for part in parts for name in KAGGLE_LACKS.get(part, [])]
+
+
+def wheel_names(wheels: Iterable[Path]) -> set[str]:
+    """The normalised project names (lower case, '-' for '_') of wheel files."""
+    return {w.name.split("-")[0].lower().replace("_", "-") for w in wheels}
+
+
 def stage_index(index: Path, dest: Path, meta: dict, secrets: Iterable[str] = ()) -> StagedDataset:
     """Lay out a retrieval index as a dataset: DEST/<index name>/ holding every file of the index folder."""
     from mcq.errors import RetrievalError

@@ -773,7 +773,19 @@ def test_push_index_stages_every_index_file_and_says_which_wheel_kaggle_lacks(fa
     [call] = fake.calls()
     assert call["argv"] == ["datasets", "create", "-p", str(staged), "--dir-mode", "zip"]
     out = capsys.readouterr().out
-    assert "30 passages, bm25" in out and "--extra-wheels bm25s" in out
+    assert "30 passages, bm25" in out
+    assert ("the kernel needs bm25s, which Kaggle's image lacks: push-code --extra-wheels wheels/bm25s-*.whl "
+            "(pip download bm25s --no-deps -d wheels/)") in out
+
+
+def test_what_kaggle_lacks_follows_the_retriever_and_wheel_names_are_normalised():
+    from mcq.kaggle.stage import kaggle_lacks, wheel_names
+
+    assert kaggle_lacks("bm25") == ["bm25s"] and kaggle_lacks("tfidf") == []
+    assert kaggle_lacks("dense") == ["faiss-cpu", "sentence-transformers"]
+    assert kaggle_lacks("hybrid") == ["bm25s", "faiss-cpu", "sentence-transformers"]
+    wheels = [Path("w/faiss_cpu-1.9.0-cp312-cp312-manylinux.whl"), Path("Sentence_Transformers-3.0-py3-none-any.whl")]
+    assert wheel_names(wheels) == {"faiss-cpu", "sentence-transformers"}
 
 
 def test_push_index_refuses_a_folder_that_is_not_an_index(fake, tmp_path, capsys):
