@@ -2,8 +2,10 @@
 
 Questions: the stem1k set of ../shared/data (its first --train-n questions train, the next --test-n are scored).
 Corpus: the set's 1,000 `context` passages (each question's own passage is in it, as Wikipedia holds the
-answer's article), indexed with mcq's defaults (BM25). The file's own context column is dropped; the
-open-book run retrieves k passages per question with the prompt + options as query.
+answer's article), indexed with mcq's defaults (BM25; --retriever dense for all-MiniLM-L6-v2). The file's own
+context column is dropped; the open-book run retrieves k passages per question with the prompt + options as query.
+The gold run gives each question its own context instead, cut to the same --context-chars: the upper bound of
+retrieval, which says whether this reader can use context at all. --runs picks which of closed, open, gold run.
 
     python bench/open_book_score.py            # 3 seeds each way, ~30 min on 2 CPU cores
     python bench/open_book_score.py --train-n 80 --test-n 40 --seeds 0 --max-steps 5   # smoke
@@ -34,31 +36,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--lr", type=float, default=5e-5, help="configs/minilm-llmse.yaml's")
-    p.add_argument("--retriever", default="bm25")
+    p.add_argument("--retriever", default="bm25", help="bm25, tfidf or dense (all-MiniLM-L6-v2)")
+    p.add_argument("--runs", nargs="+", choices=["closed", "open", "gold"], default=["closed", "open"])
     p.add_argument("--work", type=Path, help="keep the runs here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the figures here too")
     return p.parse_args(argv)
 
 
-def split_files(work: Path, train_n: int, test_n: int) -> tuple[Path, Path, Path]:
-    """train.csv and valid.csv without the context column, corpus.csv of all 1,000 contexts."""
+def split_files(work: Path, train_n: int, test_n: int, gold_chars: int) -> Path:
+    """train.csv and valid.csv without the context column, gold_train.csv and gold_valid.csv with each question's
+    own context cut to gold_chars characters, and corpus.csv of all 1,000 contexts; returns the corpus."""
     import pandas as pd
 
     frame = pd.read_csv(STEM1K)
     columns = ["prompt", "A", "B", "C", "D", "E", "answer"]
-    frame.iloc[:train_n][columns].to_csv(work / "train.csv", index_label="id")
-    frame.iloc[train_n : train_n + test_n][columns].to_csv(work / "valid.csv", index_label="id")
+    gold = frame.assign(context=frame["context"].astype(str).str.slice(0, gold_chars))
+    for prefix, table, cols in (("", frame, columns), ("gold_", gold, [*columns, "context"])):
+        table.iloc[:train_n][cols].to_csv(work / f"{prefix}train.csv", index_label="id")
+        table.iloc[train_n : train_n + test_n][cols].to_csv(work / f"{prefix}valid.csv", index_label="id")
     frame[["context"]].rename(columns={"context": "text"}).to_csv(work / "corpus.csv", index_label="id")
-    return work / "train.csv", work / "valid.csv", work / "corpus.csv"
+    return work / "corpus.csv"
 
 
-def run(args, work: Path, index: Path | None) -> dict:
+def run(args, work: Path, name: str, index: Path | None) -> dict:
     from mcq.train.config import TrainConfig
     from mcq.train.run import run_training
 
-    name = "open" if index else "closed"
+    prefix = "gold_" if name == "gold" else ""
     cfg = TrainConfig(
-        model=MINILM, train=[str(work / "train.csv")], valid=str(work / "valid.csv"), output_dir=str(work / name),
+        model=MINILM, train=[str(work / f"{prefix}train.csv")], valid=str(work / f"{prefix}valid.csv"),
+        output_dir=str(work / name),
         seeds=args.seeds, max_length=args.max_length, head_steps=20, head_lr=1e-3, epochs=args.epochs,
         max_steps=args.max_steps, lr=args.lr, per_device_batch=8, precision="fp32", eval_batch=32,
         logging_steps=50, save_steps=10_000, index=str(index) if index else None, retrieve_k=args.k,
@@ -85,24 +92,32 @@ def main(argv=None) -> int:
     setup_logging()
     work = args.work or Path(tempfile.mkdtemp(prefix="open-book-"))
     work.mkdir(parents=True, exist_ok=True)
-    _, _, corpus = split_files(work, args.train_n, args.test_n)
-    manifest = build_index([corpus], work / "index", IndexSettings(retriever=args.retriever))
-    closed = run(args, work, None)
-    opened = run(args, work, work / "index")
+    corpus = split_files(work, args.train_n, args.test_n, args.context_chars)
+    embedder = MINILM if args.retriever in ("dense", "hybrid") else None
+    manifest = build_index([corpus], work / "index", IndexSettings(retriever=args.retriever, embedder=embedder))
+    results = {}
+    for name in args.runs:
+        results[name] = run(args, work, name, work / "index" if name == "open" else None)
+        print(f"{name}: {results[name]}", flush=True)  # a long run keeps what it measured
+    labels = {"closed": "closed book", "open": f"open book ({args.retriever}, k={args.k})",
+              "gold": f"gold context ({args.context_chars} chars)"}
     rows = ["| run | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | ensemble | wall s |",
             "|---|" + "---|" * (len(args.seeds) + 3)]
-    for name, r in (("closed book", closed), (f"open book ({args.retriever}, k={args.k})", opened)):
+    for name, r in results.items():
         mean = sum(r["seeds"]) / len(r["seeds"])
-        rows.append(f"| {name} | " + " | ".join(f"{x:.4f}" for x in r["seeds"])
+        rows.append(f"| {labels[name]} | " + " | ".join(f"{x:.4f}" for x in r["seeds"])
                     + f" | {mean:.4f} | {r['ensemble']:.4f} | {r['wall_s']:.0f} |")
-    gains = [o - c for o, c in zip(opened["seeds"], closed["seeds"])]
-    rows.append("| gain (open - closed) | " + " | ".join(f"{g:+.4f}" for g in gains)
-                + f" | {sum(gains) / len(gains):+.4f} | {opened['ensemble'] - closed['ensemble']:+.4f} | |")
+    if "closed" in results:
+        closed = results["closed"]
+        for name in [n for n in results if n != "closed"]:
+            gains = [o - c for o, c in zip(results[name]["seeds"], closed["seeds"])]
+            rows.append(f"| gain ({name} - closed) | " + " | ".join(f"{g:+.4f}" for g in gains)
+                        + f" | {sum(gains) / len(gains):+.4f} | {results[name]['ensemble'] - closed['ensemble']:+.4f} | |")
     print(f"\n{args.train_n} training / {args.test_n} scored questions of stem1k; corpus {manifest['passages']} "
           f"passages; MiniLM, max_length {args.max_length}, {args.epochs:g} epoch(s), lr {args.lr:g}\n")
     print("\n".join(rows))
     if args.json:
-        args.json.write_text(json.dumps({"closed": closed, "open": opened, "args": vars(args) | {
+        args.json.write_text(json.dumps({**results, "args": vars(args) | {
             "work": str(work), "json": str(args.json)}}, indent=2))
     return 0
 
