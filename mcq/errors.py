@@ -60,3 +60,11 @@ class RetrievalError(McqError, ValueError):
 
 class GenerateError(McqError, RuntimeError):
     """What stops a generation run: unusable settings or inputs, or a server that refuses every request."""
+
+
+class IndexMismatchError(RetrievalError):
+    """An index built with other settings than those asked for; `differences` names each one."""
+
+    def __init__(self, message: str, differences: str):
+        super().__init__(message)
+        self.differences = differences

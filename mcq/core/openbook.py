@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from mcq.core.data import Questions
-from mcq.errors import ConfigError
+from mcq.errors import ConfigError, IndexMismatchError
 from mcq.retrieve.settings import ContextSettings
 
 log = logging.getLogger(__name__)
@@ -74,18 +74,16 @@ def context_settings(recorded: dict | None, k: int | None, max_chars: int | None
 
 def open_index_for(path: str | Path, recorded: dict | None):
     """Open the index; one built with other passage or retriever settings than the models' is refused."""
-    from mcq.retrieve.index import open_index, read_manifest, settings_differences, settings_from_dict
+    from mcq.retrieve.index import open_index, settings_from_dict
 
     trained = recorded.get("index_settings") if recorded else None
-    if trained is not None:  # compared as settings: a key added since the models were trained counts at its default
-        built, asked = settings_from_dict(read_manifest(path)["settings"]), settings_from_dict(trained)
-        if built != asked:
-            raise ConfigError(
-                f"--index {path}: built with {settings_differences(built, asked)}, where 'asked' is what the models' "
-                "context was made with. Build the index with the models' settings (mcq-retrieve build ...) so their "
-                "context is made the same way."
-            )
-    index = open_index(path)
+    try:  # compared as settings: a key added since the models were trained counts at its default
+        index = open_index(path, expect=None if trained is None else settings_from_dict(trained))
+    except IndexMismatchError as err:
+        raise ConfigError(
+            f"--index {path}: built with {err.differences}, where 'asked' is what the models' context was made with. "
+            "Build the index with the models' settings (mcq-retrieve build ...) so their context is made the same way."
+        ) from err
     if recorded and recorded.get("index_fingerprint") != index.fingerprint:
         log.info(
             "index %s (%d passages) is not the one the models were trained with (%s, %s passages); same settings",

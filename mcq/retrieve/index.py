@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcq.errors import RetrievalError
+from mcq.errors import IndexMismatchError, RetrievalError
 from mcq.io import library_versions, replace_dir
 from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
 from mcq.retrieve.ranking import reciprocal_rank_fusion
@@ -235,8 +235,9 @@ def open_index(folder: str | Path, expect: IndexSettings | None = None) -> Index
     manifest = read_manifest(folder)
     built = settings_from_dict(manifest["settings"])
     if expect is not None and expect != built:
-        raise RetrievalError(
-            f"{folder}: built with {settings_differences(built, expect)}; build a new index with these settings"
+        differences = settings_differences(built, expect)
+        raise IndexMismatchError(
+            f"{folder}: built with {differences}; build a new index with these settings", differences
         )
     _warn_versions(folder, manifest.get("versions", {}))
     from mcq.retrieve import sparse
