@@ -103,6 +103,7 @@ def infer(args) -> None:
 
     from mcq.core.data import read_questions
     from mcq.core.infer import run_inference
+    from mcq.core.infer_config import InferConfig
 
     work = Path(args.work)
     out = work / args.tag
@@ -113,7 +114,7 @@ def infer(args) -> None:
         tok = AutoTokenizer.from_pretrained(folder)
         ids = [tok(p, o, truncation="only_first", max_length=64)["input_ids"]
                for p, opts in zip(questions.prompts, questions.options) for o in opts]
-        result = run_inference([folder], work / "questions.csv", out / folder.name / "submission.csv")
+        result = run_inference(InferConfig(models=[folder], test=work / "questions.csv", out=out / folder.name / "submission.csv"))
         logits = np.load(out / folder.name / "logits_ensemble.npy")
         results["models"][folder.name] = {"ids": ids, "logits": logits.tolist(), "map3": result.map3.get("ensemble")}
     (out / "results.json").write_text(json.dumps(results))

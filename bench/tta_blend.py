@@ -28,6 +28,7 @@ from common import VALID  # noqa: E402
 from mcq.core.blend import blend_report  # noqa: E402
 from mcq.core.data import read_questions  # noqa: E402
 from mcq.core.infer import run_inference  # noqa: E402
+from mcq.core.infer_config import InferConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +46,7 @@ def tta(models: Path, valid: Path, rotations: list[int]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for n in rotations:
             start = time.perf_counter()
-            result = run_inference([models], valid, Path(tmp) / f"sub{n}.csv", tta_rotations=n)
+            result = run_inference(InferConfig(models=[models], test=valid, out=Path(tmp) / f"sub{n}.csv", tta_rotations=n))
             wall = time.perf_counter() - start
             timing = result.timings["predict_s"]
             rows.append({"rotations": n, "map3": result.map3, "predict_s": timing, "wall_s": wall})

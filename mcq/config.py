@@ -18,11 +18,13 @@ import yaml
 from mcq.errors import ConfigError
 
 
-def help_field(default: typing.Any, help: str, **kw: typing.Any) -> typing.Any:
-    """A dataclass field with a help string (shown by --help)."""
+def help_field(default: typing.Any, help: str, flag: dict | None = None, **kw: typing.Any) -> typing.Any:
+    """A dataclass field with a help string (shown by --help); `flag` adds argparse options to its flag (e.g. a
+    `type` that checks the value as it is parsed, `choices`, `metavar`)."""
+    metadata = {"help": help, "flag": flag or {}}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: list(default), metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
 
 
 def load_config(cls, path: str | Path | None, overrides: dict | None = None):
@@ -95,15 +97,16 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
             "dest": f.name,
             "default": None,
             "help": f"{f.metadata.get('help', '')} (default: {_shown_default(f)})",
+            **f.metadata.get("flag", {}),
         }
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
         base = _base_type(kind)
         if typing.get_origin(base) is list:
-            parser.add_argument(flag, nargs="+", type=typing.get_args(base)[0], **kw)
+            parser.add_argument(flag, **{"nargs": "+", "type": typing.get_args(base)[0]} | kw)
         else:
-            parser.add_argument(flag, type=base, **kw)
+            parser.add_argument(flag, **{"type": base} | kw)
 
 
 def _shown_default(f: dataclasses.Field) -> str:
@@ -119,7 +122,7 @@ def _shown_default(f: dataclasses.Field) -> str:
     elif isinstance(value, list):
         text = " ".join(map(str, value)) if value else "none"
     else:
-        text = "unset" if value is None else str(value)
+        text = "unset" if value is None or value == "" else str(value)
     return text.replace("%", "%%")
 
 

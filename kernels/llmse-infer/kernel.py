@@ -40,6 +40,11 @@ CONTEXT_CHARS = None
 MAX_LENGTH = None
 # Rotations of the options each model scores, logits averaged back (1: the file's order only; N: N times slower).
 TTA_ROTATIONS = 1
+# "recorded": blend the models with the evidence scores by the weights training chose (models without a recorded
+# blend score alone); "off": the models alone.
+BLEND = "recorded"
+# A sentence-transformers folder for dense evidence where the index has no embedder (None: the index's own).
+EVIDENCE_EMBEDDER = None
 RAM_HEADROOM = 1.5 * 2**30  # bytes kept free beyond the index for the models, torch and the features
 MAX_DEPTH = 6  # /kaggle/input/datasets/<owner>/<slug>/<model>/ is 4 levels down
 
@@ -260,10 +265,13 @@ def run(env=os.environ):
     if manifest:
         check_index_libraries(manifest)
     start = time.perf_counter()
-    options = {"weights": WEIGHTS} | ({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {})
-    options |= {"index": index, "k": K, "context_chars": CONTEXT_CHARS, "max_length": MAX_LENGTH}
-    options |= {"tta_rotations": TTA_ROTATIONS}
-    result = mcq.core.infer.run_inference(models, test, working / SUBMISSION, **options)
+    from mcq.core.infer_config import InferConfig
+
+    cfg = InferConfig(models=[str(m) for m in models], test=str(test), out=str(working / SUBMISSION), weights=WEIGHTS,
+                      index=str(index) if index else None, k=K, context_chars=CONTEXT_CHARS, max_length=MAX_LENGTH,
+                      tta_rotations=TTA_ROTATIONS, blend=BLEND, evidence_embedder=EVIDENCE_EMBEDDER,
+                      **({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {}))
+    result = mcq.core.infer.run_inference(cfg)
     total = time.perf_counter() - start
     t = result.timings
     timings = {
@@ -273,9 +281,13 @@ def run(env=os.environ):
         "tokenise_s": t.get("tokenise_s", 0.0),
         "predict_s": t.get("predict_s", 0.0),
         "forward_s": t.get("forward_s", t.get("predict_s", 0.0)),
-        "write_s": max(0.0, total - sum(t.get(k, 0.0) for k in ("load_s", "retrieve_s", "tokenise_s", "predict_s"))),
+        "evidence_s": t.get("evidence_s", 0.0),
+        "write_s": max(0.0, total - sum(t.get(k, 0.0) for k in ("load_s", "retrieve_s", "tokenise_s", "predict_s",
+                                                                "evidence_s"))),
     }
     timings["total_s"] = find_s + import_s + total
+    if result.member_blend is not None:
+        print(f"{result.member_blend.summary()} (chosen at training)", flush=True)
     report = {"n_questions": result.n_questions, "n_models": len(result.models), "timings": timings,
               "index": str(index) if index else None, "peak_rss_bytes": peak_rss(),
               "submission": str(result.submission), "test": str(test), "code": str(wheels[0]), "map3": result.map3}

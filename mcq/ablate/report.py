@@ -26,9 +26,9 @@ def render_markdown(ablation: dict) -> str:
         f"scored on {ablation['n_valid']} questions of {cfg['valid']}. Each variant trains in its own folder under "
         f"{ablation['root']}.",
         "",
-        "| variant | MAP@3 per seed | mean ± std | ensemble | trainable params | train loss | phase-2 LR: top / "
-        "lowest / param-weighted mean | head phase | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | MAP@3 per seed | mean ± std | ensemble | blend with evidence | trainable params | train loss | "
+        "phase-2 LR: top / lowest / param-weighted mean | head phase | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_variant_row(v) for v in ablation["variants"]]
     lines += [
@@ -50,6 +50,16 @@ def render_markdown(ablation: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _blend(variant: dict) -> str:
+    """The blend's cross-validated (tuned) or plain MAP@3 and what was chosen, e.g. '0.6100 (equal)'."""
+    blend = variant.get("blend")
+    if not blend:
+        return "-"
+    score = blend["map3"]["tuned" if blend["choice"] == "tuned" else "equal" if blend["choice"] == "equal" else
+                          f"{blend['members'][0]} alone"]  # fmt: skip
+    return f"{score:.4f} ({blend['choice']})"
+
+
 def _variant_row(v: dict) -> str:
     seeds = ", ".join(f"{s}: {m:.4f}" for s, m in sorted(v["scores"].items(), key=lambda kv: int(kv[0])))
     lr = v["lr"]
@@ -57,7 +67,7 @@ def _variant_row(v: dict) -> str:
     head = f"{lr['head_steps']} steps at {_g(lr['head_lr'])}" if lr["head_steps"] else "none"
     params = f"{v['trainable_params']:,} of {v['total_params']:,}" if v.get("total_params") else "-"
     return (
-        f"| {v['name']} | {seeds} | {v['mean']:.4f} ± {v['std']:.4f} | {_f(v['ensemble'])} | {params} | "
+        f"| {v['name']} | {seeds} | {v['mean']:.4f} ± {v['std']:.4f} | {_f(v['ensemble'])} | {_blend(v)} | {params} | "
         f"{_f(v['train_loss'])} | {rates} | {head} | {v['wall_s']:.0f} |"
     )
 

@@ -66,6 +66,7 @@ def summarise(variant: Variant, cfg: TrainConfig, report: dict) -> dict:
         "mean": stats.mean,
         "std": stats.std,
         "ensemble": report.get("ensemble_valid_map3"),
+        "blend": report.get("blend"),
         "trainable_params": first.get("trainable_params"),
         "total_params": first.get("total_params"),
         "train_loss": float(np.mean(losses)) if losses else None,

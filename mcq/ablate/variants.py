@@ -50,16 +50,15 @@ BUILTIN = {
     )
 }
 
-# what every variant shares: the same questions, seeds and steps, in its own folder under the ablation's
+# what every variant shares: the same questions, seeds and steps, in its own folder under the ablation's.
+# How a question's context is made (context_source, index, retrieve_k, context_chars) may differ: closed
+# against open book, or gold against retrieved passages, is a comparison on the same questions.
 FIXED = (
     "train",
     "extra_train",
     "valid",
     "max_train",
     "max_valid",
-    "index",
-    "retrieve_k",
-    "context_chars",
     "max_length",
     "seeds",
     "epochs",

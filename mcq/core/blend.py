@@ -143,6 +143,7 @@ def cross_validated_gain(
         "gain": boot.mean,
         "low": boot.low,
         "high": boot.high,
+        "ap": {"tuned": ap_tuned, "equal": ap_equal},  # per held-out question
     }
 
 
@@ -200,6 +201,99 @@ def summary(report: BlendReport) -> str:
         f"blend on {report.valid} ({report.n_questions} questions): fitted weights {fitted}\n"
         f"cross-validated MAP@3: tuned {report.map3_tuned:.4f}, equal {report.map3_equal:.4f}, "
         f"gain {report.gain:+.4f} [{report.gain_low:+.4f}, {report.gain_high:+.4f}]\n{report.reason}"
+    )
+
+
+def zscore(scores: np.ndarray, options: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+    """Each question's scores standardised over its non-empty options (mean 0, std 1; a constant row is 0), so
+    members of different scales (logits, IDF mass, cosines) can share one set of weights."""
+    x = np.asarray(scores, dtype=np.float64)
+    empty = option_mask(options, x.shape)
+    count = np.maximum((~empty).sum(axis=1, keepdims=True), 1)
+    mean = np.where(empty, 0.0, x).sum(axis=1, keepdims=True) / count
+    spread = np.sqrt(np.where(empty, 0.0, (x - mean) ** 2).sum(axis=1, keepdims=True) / count)
+    z = np.where(spread > 1e-12, (x - mean) / np.where(spread > 1e-12, spread, 1.0), 0.0)
+    return np.where(empty, 0.0, z)
+
+
+@dataclass
+class MemberBlend:
+    """How the models' ensemble and the evidence scores are blended: weights over z-scored members, chosen on a
+    validation set (recorded with the exported models as `blend`; infer.py and the kernel apply it)."""
+
+    members: list[str]  # the first is the baseline (the models' ensemble, or one evidence score)
+    weights: list[float]
+    choice: str  # alone (the first member), equal, or tuned
+    map3: dict[str, float]  # each member alone, equal weights, and tuned weights (cross-validated)
+    gain: float  # the choice over the first member alone, with its 95 % paired bootstrap interval
+    gain_low: float
+    gain_high: float
+    reason: str
+    n_questions: int = 0
+    valid: str = ""
+    embedder: str = ""  # dense evidence: the embedder it was measured with
+
+    def to_meta(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, raw: dict, where: str) -> MemberBlend:
+        try:
+            blend = cls(**raw)
+        except TypeError as err:
+            raise ConfigError(
+                f"{where}: its blend record does not read ({err}); re-export or pass --blend off"
+            ) from err
+        if len(blend.members) != len(blend.weights) or not blend.members:
+            raise ConfigError(f"{where}: its blend has {len(blend.members)} members and {len(blend.weights)} weights")
+        return blend
+
+    def summary(self) -> str:
+        weights = ", ".join(f"{m} {w:.3f}" for m, w in zip(self.members, self.weights))
+        return f"blend ({self.choice}): {weights}"
+
+
+def blend_members(members: dict[str, np.ndarray], weights: Sequence[float], options=None) -> np.ndarray:
+    """The weighted sum of the z-scored members (in the order of `weights`)."""
+    return mean_logits([zscore(x, options) for x in members.values()], list(weights))
+
+
+def choose_blend(
+    members: dict[str, np.ndarray],
+    answers: Sequence[int],
+    options: Sequence[Sequence[str]] | None,
+    folds: int = 5,
+    seed: int = 0,
+    valid: str = "",
+    embedder: str = "",
+) -> MemberBlend:
+    """The blend of z-scored members that scores best on validation: the first member alone, equal weights, or
+    weights fitted as `fit_weights` fits models' (the same rule: used only if they beat the better of the two
+    fixed choices in cross-validation)."""
+    names = list(members)
+    z = [zscore(x, options) for x in members.values()]
+    scores = {f"{name} alone": map3_score(x, answers, options) for name, x in members.items()}
+    alone = [1.0] + [0.0] * (len(names) - 1)
+    equal = [1.0 / len(names)] * len(names)
+    cv = cross_validated_gain(z, answers, options, folds, seed)
+    scores |= {"equal": cv["map3_equal"], "tuned": cv["map3_tuned"]}
+    fixed = ("equal", equal) if scores["equal"] > scores[f"{names[0]} alone"] else ("alone", alone)
+    best_fixed = scores["equal"] if fixed[0] == "equal" else scores[f"{names[0]} alone"]
+    if scores["tuned"] > best_fixed:
+        choice, weights = "tuned", fit_weights(z, answers, options).tolist()
+    else:
+        choice, weights = fixed
+    ap_alone = question_ap(z[0], answers, options)
+    ap_choice = cv["ap"][choice] if choice != "alone" else ap_alone  # tuned: held out, as it was chosen
+    boot = paired_bootstrap(ap_alone, ap_choice, seed=seed)
+    reason = (
+        f"{choice} weights on {len(answers)} validation questions: MAP@3 "
+        + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+        + f" (tuned: {folds}-fold cross-validated); gain over {names[0]} alone {boot.mean:+.4f} "
+        f"[95 % interval {boot.low:+.4f}, {boot.high:+.4f}]"
+    )
+    return MemberBlend(
+        names, weights, choice, scores, boot.mean, boot.low, boot.high, reason, len(answers), valid, embedder
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+from mcq.core.reader import ReaderSettings
 from mcq.errors import ModelFolderError
 from mcq.io import atomic_write_text, library_versions, replace_dir
 
@@ -85,14 +86,18 @@ def commit_export(tmp: Path, dest: Path, meta: dict) -> Path:
     return replace_dir(tmp, dest)
 
 
-def export_meta(seed: int, max_length: int, letters, backbone: str, **extra) -> dict:
+def export_meta(
+    seed: int, max_length: int, letters, backbone: str, reader: ReaderSettings | None = None, **extra
+) -> dict:
     """The metadata saved with each exported model (read back by inference and the Kaggle kernel)."""
+    reader = reader or ReaderSettings()
     return {
         "seed": seed,
         "max_length": max_length,
         "letters": list(letters),
         "backbone": backbone,
-        "input_format": "first=prompt [SEP] context, second=option; truncation=only_first (right)",
+        "reader": reader.as_meta(),
+        "input_format": reader.describe(),
         "valid_map3": None,  # set by training once the exported folder is scored
         "versions": library_versions(),
         **extra,

@@ -1,8 +1,11 @@
-"""Tokenise questions into multiple-choice features: one (prompt [+ context], option) pair per option.
+"""Tokenise questions into multiple-choice features: one (first, second) sequence pair per option.
 
-The prompt comes first and the context after it, and only the first sequence is truncated from the
-right, so a long input loses the end of its context first, then the end of its prompt, and never
-any of the option.
+The layout is the model's `ReaderSettings.input_layout`. `context-first` pairs the context with `prompt [SEP]
+option`, so the question and its answer sit together and only the context is cut (from its end); a question
+without context, or whose prompt and option leave no room for one, is read as `prompt` / `option`.
+`prompt-context` (models exported before the setting existed) pairs `prompt [SEP] context` with the option,
+cutting the end of the context, then of the prompt. The option is never cut in training; at inference an
+option too long for max_length alone is cut at its end so every question is scored.
 """
 
 from __future__ import annotations
@@ -13,27 +16,34 @@ from datasets import Dataset
 from transformers import DataCollatorForMultipleChoice, PreTrainedTokenizerBase
 
 from mcq.core.data import Questions
+from mcq.core.reader import ReaderSettings
 from mcq.errors import DataError
+from mcq.retrieve import lexical
 
 log = logging.getLogger(__name__)
 
+LEGACY = ReaderSettings.legacy()
+MIN_CONTEXT_TOKENS = 16  # context-first: fewer tokens of room than this and the question is read without context
+
 
 def first_texts(questions: Questions, sep: str) -> list[str]:
-    """The first sequence of every pair: the prompt, followed by the context when there is one."""
+    """prompt-context's first sequence of every pair: the prompt, followed by the context when there is one."""
     if questions.contexts is None:
         return list(questions.prompts)
     return [f"{p} {sep} {c}" if c else p for p, c in zip(questions.prompts, questions.contexts)]
 
 
 def encode(
-    questions: Questions, tokenizer: PreTrainedTokenizerBase, max_length: int, cut_long_options: bool = False
+    questions: Questions,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    cut_long_options: bool = False,
+    reader: ReaderSettings = LEGACY,
 ) -> Dataset:
     """A Dataset of nested per-option token ids (+ labels when answers are known, + length for grouping);
     an option too long for max_length is refused (training) or cut at its end (inference: cut_long_options)."""
     n = len(questions.letters)
-    firsts = first_texts(questions, tokenizer.sep_token or "\n")
-    pairs_first = [text for text in firsts for _ in range(n)]
-    pairs_second = [opt for opts in questions.options for opt in opts]
+    options = [opt for opts in questions.options for opt in opts]
     too_long = _options_too_long(questions, tokenizer, max_length)
     if too_long and not cut_long_options:
         k, length = too_long[0]
@@ -44,14 +54,88 @@ def encode(
             "Raise max_length or shorten the option (options are never truncated)."
         )
     if too_long:
-        pairs_second = _cut_options(pairs_second, too_long, tokenizer, max_length, questions)
-    enc = tokenizer(pairs_first, pairs_second, truncation="only_first", max_length=max_length)
+        options = _cut_options(options, too_long, tokenizer, max_length, questions)
+    firsts, seconds = pair_texts(questions, options, tokenizer, max_length, reader)
+    enc = tokenizer(firsts, seconds, truncation="only_first", max_length=max_length)
     _report_truncation(questions.source, [len(ids) for ids in enc["input_ids"]], max_length)
     columns = {k: [v[i : i + n] for i in range(0, len(v), n)] for k, v in enc.items()}
     columns["length"] = [max(len(ids) for ids in group) for group in columns["input_ids"]]
     if questions.answers is not None:
         columns["labels"] = list(questions.answers)
     return Dataset.from_dict(columns)
+
+
+def pair_texts(
+    questions: Questions,
+    options: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    reader: ReaderSettings,
+) -> tuple[list[str], list[str]]:
+    """(first, second) texts of every pair, question-major, laid out as `reader` says."""
+    n = len(questions.letters)
+    sep = tokenizer.sep_token or "\n"
+    contexts = list(questions.contexts) if questions.contexts is not None else [""] * len(questions)
+    by_question = [options[i : i + n] for i in range(0, len(options), n)]
+    if reader.input_layout == "prompt-context":
+        if reader.context_select == "lexical":
+            seconds_len = _lengths(tokenizer, options)
+            rooms = [
+                max_length - _specials(tokenizer) - len_p - 1 - max(seconds_len[i * n : (i + 1) * n])
+                for i, len_p in enumerate(_lengths(tokenizer, questions.prompts))
+            ]
+            contexts = select_contexts(questions, contexts, rooms, tokenizer)
+        firsts = [f"{p} {sep} {c}" if c else p for p, c in zip(questions.prompts, contexts)]
+        return [f for f in firsts for _ in range(n)], options
+    joined = [f"{p} {sep} {o}" for p, opts in zip(questions.prompts, by_question) for o in opts]
+    joined_len = _lengths(tokenizer, joined)
+    rooms = [max_length - _specials(tokenizer) - max(joined_len[i * n : (i + 1) * n]) for i in range(len(questions))]
+    closed = [not c.strip() or room < MIN_CONTEXT_TOKENS for c, room in zip(contexts, rooms)]
+    squeezed = sum(bool(c.strip()) and room < MIN_CONTEXT_TOKENS for c, room in zip(contexts, rooms))
+    if squeezed:
+        log.warning(
+            "%s: %d question(s) leave fewer than %d tokens of max_length %d for context after their prompt and "
+            "longest option; they are read without context (raise max_length to give them some)",
+            questions.source, squeezed, MIN_CONTEXT_TOKENS, max_length,
+        )  # fmt: skip
+    if reader.context_select == "lexical":
+        contexts = select_contexts(questions, contexts, rooms, tokenizer)
+    firsts, seconds = [], []
+    for i, (prompt, context, opts) in enumerate(zip(questions.prompts, contexts, by_question)):
+        firsts += [prompt if closed[i] else context] * n
+        seconds += list(opts) if closed[i] else joined[i * n : (i + 1) * n]
+    return firsts, seconds
+
+
+def select_contexts(
+    questions: Questions, contexts: list[str], rooms: list[int], tokenizer: PreTrainedTokenizerBase
+) -> list[str]:
+    """Each context cut down to its sentences that share the most rare words with the prompt and options,
+    kept in document order, within that question's room in tokens. Word rarity (IDF) is counted over the
+    sentences of every context of the set."""
+    split = [lexical.split_sentences(c) for c in contexts]
+    flat = [s for sentences in split for s in sentences]
+    if not flat:
+        return contexts
+    freq = lexical.DocFreq.of(flat)
+    lengths = _lengths(tokenizer, flat)
+    out, at = [], 0
+    for sentences, prompt, opts, room in zip(split, questions.prompts, questions.options, rooms):
+        own = lengths[at : at + len(sentences)]
+        at += len(sentences)
+        scores = lexical.sentence_scores(sentences, " ".join([prompt, *opts]), freq)
+        out.append(" ".join(sentences[i] for i in lexical.pick_sentences(scores, own, max(room, 0))))
+    return out
+
+
+def _lengths(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[int]:
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def _specials(tokenizer: PreTrainedTokenizerBase) -> int:
+    return tokenizer.num_special_tokens_to_add(pair=True)
 
 
 def _report_truncation(source: str, lengths: list[int], max_length: int) -> None:

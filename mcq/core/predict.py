@@ -21,6 +21,7 @@ from mcq.core.batching import DEFAULT_BATCH_TOKENS, PAD_MULTIPLE, token_budget_b
 from mcq.core.data import Questions
 from mcq.core.export import check_model_folder
 from mcq.core.features import MultipleChoiceCollator, encode, pair_examples
+from mcq.core.reader import ReaderSettings, use_pooling
 from mcq.errors import ConfigError, ModelFolderError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,11 @@ class ExportedModel:
     key: str
 
     @property
+    def reader(self) -> ReaderSettings:
+        """How the model reads a question (its layout, sentence selection and pooling)."""
+        return ReaderSettings.of_meta(self.meta)
+
+    @property
     def model_type(self) -> str:
         """config.json's model_type (e.g. 'deberta-v2', 'bert')."""
         return json.loads((self.path / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
@@ -46,14 +52,16 @@ def inspect_models(paths: list[Path], allow_mixed: bool = False) -> list[Exporte
     for path in paths:
         meta = check_model_folder(path)
         digest = hashlib.sha256((Path(path) / "tokenizer.json").read_bytes()).hexdigest()[:16]
-        models.append(ExportedModel(Path(path), meta, f"{digest}-{meta.get('max_length')}"))
+        reader = ReaderSettings.of_meta(meta)
+        key = f"{digest}-{meta.get('max_length')}-{reader.input_layout}-{reader.context_select}"
+        models.append(ExportedModel(Path(path), meta, key))
     if not models:
         raise ModelFolderError("no model folders given")
     first = models[0]
     for m in models[1:]:
         if m.key != first.key and not allow_mixed:
             raise ModelFolderError(
-                f"{m.path} and {first.path} disagree on the tokenizer or max_length "
+                f"{m.path} and {first.path} disagree on the tokenizer, max_length or input layout "
                 f"({m.meta.get('backbone')}, max_length {m.meta.get('max_length')} vs "
                 f"{first.meta.get('backbone')}, max_length {first.meta.get('max_length')}). "
                 "Ensemble models trained from the same backbone and settings, or pass --allow-mixed."
@@ -63,12 +71,15 @@ def inspect_models(paths: list[Path], allow_mixed: bool = False) -> list[Exporte
     return models
 
 
-def load_model(path: Path, device: torch.device, attention: str = DEFAULT_ATTENTION) -> torch.nn.Module:
-    """The exported model in eval mode: fp16 on CUDA (T4 has no fast bf16), fp32 on CPU."""
+def load_model(
+    path: Path, device: torch.device, attention: str = DEFAULT_ATTENTION, pooling: str = "cls"
+) -> torch.nn.Module:
+    """The exported model in eval mode with the pooling it was trained with: fp16 on CUDA (T4 has no fast
+    bf16), fp32 on CPU."""
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     model = from_pretrained(path, dtype).to(device).eval()
     use_attention(model, attention, device)
-    return model
+    return use_pooling(model, pooling)
 
 
 _LOADING = threading.Lock()
@@ -135,7 +146,7 @@ def models_logits(
         results = {}
         for model_info, shard in per_device[d]:
             start = time.perf_counter()
-            model = load_model(model_info.path, devices[d], attention)
+            model = load_model(model_info.path, devices[d], attention, model_info.reader.pooling)
             tokenizer, feats = features[model_info.key]
             idx = list(range(shard, len(feats), shards))
             collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
@@ -191,7 +202,13 @@ def _encode_once(
             # a hidden test nobody has seen may hold an option longer than max_length: cut it, never refuse the file
             features[m.key] = (
                 tokenizer,
-                encode(questions, tokenizer, int(max_length or m.meta["max_length"]), cut_long_options=True),
+                encode(
+                    questions,
+                    tokenizer,
+                    int(max_length or m.meta["max_length"]),
+                    cut_long_options=True,
+                    reader=m.reader,
+                ),
             )
     if timings is not None:
         timings["tokenise_s"] = time.perf_counter() - start

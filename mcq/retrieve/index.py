@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from mcq.errors import IndexMismatchError, RetrievalError
 from mcq.io import library_versions, replace_dir
 from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
+from mcq.retrieve.lexical import DOC_FREQ, DocFreq, DocFreqCounter
 from mcq.retrieve.ranking import reciprocal_rank_fusion
 from mcq.retrieve.settings import IndexSettings, PassageSettings
 from mcq.retrieve.store import PassageStore, PassageWriter
@@ -87,6 +88,7 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
     names = _backends(settings)
     builders = {name: _builder(name, settings) for name in names}
     writer = PassageWriter(tmp)
+    freq = DocFreqCounter()
     stats: dict = {}
     stream = passages(corpus, settings.passages, text_column, stats)
     bar = _bar(progress, "passages")
@@ -94,11 +96,13 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
         for passage in chunk:
             writer.add(passage)
         texts = [p.search_text(settings.passages.title_in_text) for p in chunk]
+        freq.add(texts)
         for builder in builders.values():
             builder.add(texts)
         bar.update(len(chunk))
     bar.close()
     n = writer.close()
+    freq.result().save(tmp / DOC_FREQ)
     read_s = time.perf_counter() - start
     store = PassageStore(tmp)
 
@@ -167,6 +171,7 @@ class Index:
     manifest: dict
     store: PassageStore
     searchers: dict
+    _freq: DocFreq | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> IndexSettings:
@@ -190,6 +195,28 @@ class Index:
 
     def passages(self, numbers: list[int]) -> list[Passage]:
         return self.store.get(numbers)
+
+    def doc_freq(self) -> DocFreq:
+        """Word document frequencies over the passages (the IDF of lexical evidence): saved at build time, or
+        counted now for an index built before they were (once per open index)."""
+        if self._freq is None:
+            path = self.folder / DOC_FREQ
+            if path.is_file():
+                self._freq = DocFreq.load(path)
+            else:
+                log.info(
+                    "%s: no %s (built by an older mcq); counting word frequencies over its passages",
+                    self.folder,
+                    DOC_FREQ,
+                )
+                with_title = self.settings.passages.title_in_text
+                self._freq = DocFreq.of(p.search_text(with_title) for p in self.store)
+        return self._freq
+
+    def embedder(self):
+        """The sentence-transformers model a dense or hybrid index searches with (None for sparse ones)."""
+        dense = self.searchers.get("dense")
+        return None if dense is None else dense.model
 
 
 def settings_from_dict(raw: dict) -> IndexSettings:

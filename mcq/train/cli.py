@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seed {seed['seed']}: {shown}  ->  {seed.get('export')}")
     if "ensemble_valid_map3" in report:
         print(f"ensemble of {len(report['seeds'])} seeds: valid MAP@3 {report['ensemble_valid_map3']:.4f}")
+    if report.get("blend"):
+        print(f"blend with the evidence scores: {report['blend']['reason']} (recorded in every exported model)")
     print(f"report: {cfg.output_dir}/report.md")
     return 0
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from mcq.config import help_field
 from mcq.core.attention import ATTENTION, DEFAULT_ATTENTION
+from mcq.core.reader import ReaderSettings
 from mcq.errors import ConfigError
 from mcq.train.lr import SHAPES
 
 PEFT_METHODS = ("none", "lora")
+CONTEXT_SOURCES = ("auto", "index", "file", "none")
 
 
 @dataclass
@@ -31,8 +33,30 @@ class TrainConfig:
     )
     retrieve_k: int = help_field(3, "open book: passages per question, best first")
     context_chars: int = help_field(2000, "open book: characters of retrieved context per question at most")
+    context_source: str = help_field(
+        "auto",
+        "where a question's context comes from: auto (retrieved when `index` is set, else the file's own context "
+        "column), index, file (the file's own column even when `index` is set: e.g. a gold passage), none "
+        "(closed book: any context is ignored)",
+    )
     max_length: int = help_field(
-        256, "tokens per (prompt [+ context], option) pair; context then prompt are cut, never the option"
+        256, "tokens per (question, option) pair with its context; the context is cut first, never the option"
+    )
+    # how the model reads (recorded with each exported model; inference reads the same way)
+    input_layout: str = help_field(
+        ReaderSettings.input_layout,
+        "context-first: context / prompt [SEP] option, only the context cut (the competition's open-book "
+        "layout); prompt-context: prompt [SEP] context / option (before 2026-12)",
+    )
+    pooling: str = help_field(
+        ReaderSettings.pooling,
+        "cls: classify from the first token (the pooler); mean: from the masked mean of the pair's tokens "
+        "(backbones trained for sentence embeddings with mean pooling, e.g. sentence-transformers' MiniLM)",
+    )
+    context_select: str = help_field(
+        ReaderSettings.context_select,
+        "none: the context's beginning; lexical: its sentences sharing the most rare words with the prompt and "
+        "options, in document order, up to the pair's token budget (retrieve more with retrieve_k/context_chars)",
     )
     # model
     model: str = help_field(
@@ -102,6 +126,16 @@ class TrainConfig:
         "modules that get adapters (last part of their name); empty = the backbone's defaults: DeBERTa-v2 "
         "query_proj key_proj value_proj dense, BERT (MiniLM) query key value dense",
     )
+    # the blend of the models with evidence scores, chosen on the validation set (open book)
+    evidence: list[str] = help_field(
+        ["lexical", "dense"],
+        "evidence scores blended with the models, weights chosen on the validation set and recorded with every "
+        "exported model (infer.py and the kernel apply them): lexical, dense (when the index has an embedder or "
+        "evidence_embedder is set); none: no blend",
+    )
+    evidence_embedder: str | None = help_field(
+        None, "a local sentence-transformers folder (or package:<module>) for dense evidence where the index has none"
+    )
     # export
     export_fp16: bool = help_field(False, "export weights in fp16 (half the size; logits equal to fp16 tolerance)")
 
@@ -112,6 +146,14 @@ class TrainConfig:
             raise ConfigError(f"attention: '{self.attention}' is not one of {', '.join(ATTENTION)}")
         if self.layer_lr_norm not in {"top", "mean"}:
             raise ConfigError(f"layer_lr_norm: '{self.layer_lr_norm}' is not one of top, mean")
+        if self.context_source not in CONTEXT_SOURCES:
+            raise ConfigError(f"context_source: '{self.context_source}' is not one of {', '.join(CONTEXT_SOURCES)}")
+        if self.context_source == "index" and not self.index:
+            raise ConfigError("context_source index: set `index` (--index FOLDER) to retrieve from")
+        ReaderSettings(self.input_layout, self.pooling, self.context_select)  # an unknown value raises
+        unknown = sorted(set(self.evidence) - {"lexical", "dense", "none"})
+        if unknown:
+            raise ConfigError(f"evidence: {unknown} not among lexical, dense, none")
         if self.valid_overlap not in {"error", "warn"}:
             raise ConfigError(f"valid_overlap: '{self.valid_overlap}' is not one of error, warn")
         if self.precision not in {"bf16", "fp16", "fp32"}:
@@ -151,6 +193,11 @@ class TrainConfig:
             # its fused encoder reads the query/key/value weights directly, so their adapters would never run
             raise ConfigError("peft lora: use --attention eager (disentangled-flash would bypass the adapters)")
 
+    @property
+    def reader(self) -> ReaderSettings:
+        """How the trained model reads a question (recorded with each export)."""
+        return ReaderSettings(self.input_layout, self.pooling, self.context_select)
+
     def check_ready(self) -> None:
         """Checks that need the whole configuration (file + flags) before a run starts."""
         if not self.train:
@@ -175,13 +222,19 @@ RESUMABLE = {
     "auto_find_batch_size",
     "gradient_checkpointing",
     "attention",
+    "evidence",  # the blend is chosen again after the seeds, from their saved validation logits
+    "evidence_embedder",
 }
+
+
+# What a run started before a setting existed did, where that differs from today's default.
+LEGACY = {**ReaderSettings.legacy().as_meta()}
 
 
 def resume_differences(stored: dict, cfg: TrainConfig) -> list[str]:
     """'name: stored -> now' for every setting that a resume must not change. A setting the stored run lacks
-    was added since it started, and its default is what that run did (e.g. peft: none)."""
+    was added since it started: that run did what LEGACY says, else the default (e.g. peft: none)."""
     now = dataclasses.asdict(cfg)
-    stored = dataclasses.asdict(TrainConfig()) | stored
+    stored = dataclasses.asdict(TrainConfig()) | LEGACY | stored
     names = sorted((set(stored) | set(now)) - RESUMABLE)
     return [f"{n}: {stored.get(n)!r} -> {now.get(n)!r}" for n in names if stored.get(n) != now.get(n)]

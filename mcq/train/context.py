@@ -6,6 +6,7 @@ trains its remaining seeds on the very same contexts, and a resume with another 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -24,8 +25,17 @@ log = logging.getLogger(__name__)
 def retrieve_for_run(
     cfg: TrainConfig, layout: RunLayout, train: Questions, valid: Questions | None
 ) -> tuple[Questions, Questions | None, dict | None]:
-    """(train, valid, the retrieval meta every exported model records); unchanged without cfg.index."""
-    if not cfg.index:
+    """(train, valid, the retrieval meta every exported model records), the contexts as cfg.context_source
+    says: retrieved from cfg.index, the files' own (file, or auto without an index), or none (closed book)."""
+    if cfg.context_source == "none":
+        return _closed(train), _closed(valid) if valid is not None else None, None
+    if not cfg.index or cfg.context_source == "file":
+        for questions in (train, valid):
+            if cfg.context_source == "file" and questions is not None and not _has_context(questions):
+                raise ConfigError(
+                    f"context_source file: {questions.source} has no context column (or it is empty); give files "
+                    "with a `context` column, or use context_source auto with an index."
+                )
         return train, valid, None
     from mcq.retrieve.index import open_index
 
@@ -34,6 +44,16 @@ def retrieve_for_run(
     train = _split(layout, "train", train, index, settings)
     valid = _split(layout, "valid", valid, index, settings) if valid is not None else None
     return train, valid, retrieval_meta(index, settings)
+
+
+def _closed(questions: Questions) -> Questions:
+    if _has_context(questions):
+        log.info("%s: its context column is ignored (context_source none: closed book)", questions.source)
+    return dataclasses.replace(questions, contexts=None)
+
+
+def _has_context(questions: Questions) -> bool:
+    return questions.contexts is not None and any(questions.contexts)
 
 
 def _split(layout: RunLayout, split: str, questions: Questions, index, settings: ContextSettings) -> Questions:

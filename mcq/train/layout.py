@@ -62,6 +62,10 @@ class RunLayout:
     def export_meta(self, seed: int) -> Path:
         return self.export_dir(seed) / META_FILE
 
+    def valid_evidence(self, kind: str) -> Path:
+        """A validation evidence score (lexical, dense) the blend was chosen with."""
+        return self.root / f"valid_evidence_{kind}.npy"
+
     @property
     def ensemble_logits(self) -> Path:
         return self.root / "valid_logits_ensemble.npy"

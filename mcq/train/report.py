@@ -44,6 +44,10 @@ def render_markdown(report: dict) -> str:
             f"**Mean-logit ensemble of {len(report['seeds'])} seeds: MAP@3 {report['ensemble_valid_map3']:.4f}** "
             f"(chance {chance_map3(report['n_options']):.4f} for {report['n_options']} options).",
         ]
+    if report.get("blend"):
+        blend = report["blend"]
+        weights = ", ".join(f"{m} {w:.3f}" for m, w in zip(blend["members"], blend["weights"]))
+        lines += ["", f"**Blend with the evidence scores ({blend['choice']}: {weights})**: {blend['reason']}."]
     groups: list[dict] = next((s["groups"] for s in report["seeds"] if s.get("groups")), [])
     if groups:
         lines += [

@@ -34,10 +34,13 @@ from mcq.core.model import (
     resolve_model_path,
     word_embedding_names,
 )
+from mcq.core.plan import EXPORT_ID
 from mcq.core.predict import inspect_models, models_logits
+from mcq.core.reader import use_pooling
 from mcq.errors import ConfigError, DataError
 from mcq.io import atomic_write, atomic_write_text, write_array
 from mcq.train import distributed
+from mcq.train.blend import blend_for_run, export_id
 from mcq.train.config import TrainConfig, resume_differences
 from mcq.train.context import retrieve_for_run
 from mcq.train.layout import RunLayout, run_lock
@@ -86,8 +89,8 @@ def load_run_data(cfg: TrainConfig, layout: RunLayout | None = None) -> RunData:
     return RunData(
         train=train,
         valid=valid,
-        train_features=encode(train, tokenizer, cfg.max_length),
-        valid_features=encode(valid, tokenizer, cfg.max_length) if valid else None,
+        train_features=encode(train, tokenizer, cfg.max_length, reader=cfg.reader),
+        valid_features=encode(valid, tokenizer, cfg.max_length, reader=cfg.reader) if valid else None,
         tokenizer=tokenizer,
         model_path=model_path,
         top_lr=derive_lr(cfg),
@@ -199,6 +202,7 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
     layout = RunLayout.of(cfg.output_dir)
     set_seed(seed)
     backbone = load_multiple_choice(data.model_path)
+    use_pooling(backbone, cfg.pooling)
     use_attention(backbone, cfg.attention, distributed.train_device())
     # LoRA wraps before Trainer, and so before DDP wraps it
     model: nn.Module = wrap_lora(backbone, cfg) if cfg.peft == "lora" else backbone
@@ -253,12 +257,14 @@ def _word_embedding_size(model) -> int:
 def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
     """Export the seed's model, score the exported folder through the inference path, then commit it."""
     dest = RunLayout.of(cfg.output_dir).export_dir(seed)
-    extra: dict = {"retrieval": data.retrieval} if data.retrieval else {}
+    extra: dict = {EXPORT_ID: export_id(cfg, seed)} | ({"retrieval": data.retrieval} if data.retrieval else {})
     if cfg.peft == "lora":
         extra["peft"] = export_record(cfg, model.config.model_type)
         model = merge_for_export(model)  # a plain model: inference and the kernel need no peft
     tmp = stage_export(model, data.tokenizer, dest, fp16=cfg.export_fp16)
-    meta = export_meta(seed, cfg.max_length, data.train.letters, cfg.model, export_fp16=cfg.export_fp16, **extra)
+    meta = export_meta(
+        seed, cfg.max_length, data.train.letters, cfg.model, cfg.reader, export_fp16=cfg.export_fp16, **extra
+    )
     if data.valid is not None:
         write_meta(tmp, meta)  # the staged folder is now complete enough to load and score
         meta["valid_map3"] = score_model(tmp, data.valid, RunLayout.of(cfg.output_dir), seed, cfg.attention)
@@ -347,6 +353,9 @@ def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
         ensemble = mean_logits(logits).astype(np.float32)
         report["ensemble_valid_map3"] = map3_score(ensemble, data.valid.answers, data.valid.options)
         write_array(layout.ensemble_logits, ensemble)
+        blend = blend_for_run(cfg, layout, data.valid, ensemble)
+        if blend is not None:
+            report["blend"] = blend.to_meta()
     if distributed.is_main():
         write_report(layout.root, report)
     report = distributed.from_main(report)

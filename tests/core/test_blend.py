@@ -12,10 +12,21 @@ import mcq.core.blend as blend
 from conftest import ROOT, write_questions
 from mcq.cli import main_guard
 from mcq.core import cli as infer_cli
-from mcq.core.blend import blend_loss, blend_report, cross_validated_gain, fit_weights, fold_indices
+from mcq.core.blend import (
+    MemberBlend,
+    blend_loss,
+    blend_members,
+    blend_report,
+    choose_blend,
+    cross_validated_gain,
+    fit_weights,
+    fold_indices,
+    zscore,
+)
 from mcq.core.data import read_questions
 from mcq.core.infer import run_inference
-from mcq.core.metrics import mean_logits
+from mcq.core.infer_config import InferConfig
+from mcq.core.metrics import map3_score, mean_logits
 from mcq.core.model import export_untrained
 from mcq.errors import ConfigError, DataError
 
@@ -157,7 +168,7 @@ def test_inference_tunes_weights_on_valid_and_writes_blend_json(models, question
     np.testing.assert_allclose(np.load(out.parent / "logits_ensemble.npy"), mean_logits(per_model, report["weights"]),
                                rtol=1e-6)
     # the validation logits were made as the test's (two rotations) and are what the fit saw
-    run_inference(models, question_files["valid"], tmp_path / "v" / "s.csv", tta_rotations=2)
+    run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "v" / "s.csv", tta_rotations=2))
     for s in range(2):
         np.testing.assert_allclose(np.load(out.parent / f"valid_logits_seed{s}.npy"),
                                    np.load(tmp_path / "v" / f"logits_seed{s}.npy"), atol=1e-6)
@@ -180,14 +191,14 @@ def test_tuning_is_refused_with_weights_one_model_or_no_answers(models, question
     err = capsys.readouterr().err
     assert err.startswith("error: --weights and --tune-weights: give one of them") and err.count("\n") == 1
     with pytest.raises(ConfigError, match="--weights and --tune-weights"):
-        run_inference(models, test, out, weights=[1, 2], tune_weights=valid)
+        run_inference(InferConfig(models=models, test=test, out=out, weights=[1, 2], tune_weights=valid))
     with pytest.raises(ConfigError, match="one model found"):
-        run_inference(models[:1], test, out, tune_weights=valid)
+        run_inference(InferConfig(models=models[:1], test=test, out=out, tune_weights=valid))
     with pytest.raises(ConfigError, match=re.escape(f"--tune-weights {test}: no 'answer' column")):
-        run_inference(models, valid, out, tune_weights=test)
+        run_inference(InferConfig(models=models, test=valid, out=out, tune_weights=test))
     small = write_questions(tmp_path / "small.csv", 3, seed=7)
     with pytest.raises(ConfigError, match="too few for 5-fold"):
-        run_inference(models, test, out, tune_weights=small)
+        run_inference(InferConfig(models=models, test=test, out=out, tune_weights=small))
     assert not out.parent.exists()
 
 
@@ -227,3 +238,156 @@ def test_blend_command_help_imports_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0 and "--logits" in proc.stdout, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- z-scored members: zscore, MemberBlend, blend_members, choose_blend ----------------------------------
+
+ROOT_3_2 = np.sqrt(1.5)  # [1, 2, 3]: mean 2, population variance (1 + 0 + 1) / 3 = 2/3, so z = +-1 / sqrt(2/3)
+
+
+def test_zscore_standardises_each_row_with_the_population_std():
+    z = zscore(np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0], [3.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(z[0], [-ROOT_3_2, 0.0, ROOT_3_2])  # [-1.2247, 0, 1.2247]
+    np.testing.assert_allclose(z[1], z[0])  # each row on its own: the scale goes
+    # [3, 0, 0]: mean 1, deviations [2, -1, -1], variance 6/3 = 2: z = [2, -1, -1] / sqrt(2)
+    np.testing.assert_allclose(z[2], np.array([2.0, -1.0, -1.0]) / np.sqrt(2))
+    np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(z.std(axis=1), 1)
+
+
+def test_zscore_leaves_empty_options_out_of_the_mean_and_std_and_sets_them_to_zero():
+    scores = np.array([[1.0, 100.0, 2.0, 3.0], [4.0, 5.0, -50.0, 6.0]])
+    options = [["a", "", "b", "c"], ["a", "b", "", "c"]]
+    z = zscore(scores, options)
+    # the non-empty options are [1, 2, 3] and [4, 5, 6]: z = [-1.2247, 0, 1.2247] each, the empty one 0
+    np.testing.assert_allclose(z, [[-ROOT_3_2, 0.0, 0.0, ROOT_3_2], [-ROOT_3_2, 0.0, 0.0, ROOT_3_2]], atol=1e-12)
+
+
+def test_zscore_of_a_constant_row_is_zero():
+    z = zscore(np.array([[5.0, 5.0, 5.0], [1.0, 2.0, 3.0]]))
+    assert z[0].tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(z[1], [-ROOT_3_2, 0.0, ROOT_3_2])
+    # one non-empty option (constant over what is left), and a row of empty options only: zeros, no NaN
+    z = zscore(np.array([[7.0, 9.0], [1.0, 2.0]]), [["x", ""], ["", ""]])
+    assert z.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def member_blend(**changes) -> MemberBlend:
+    fields = dict(members=["models", "lexical"], weights=[0.75, 0.25], choice="tuned",
+                  map3={"models alone": 0.6, "lexical alone": 0.4, "equal": 0.62, "tuned": 0.65},
+                  gain=0.05, gain_low=0.01, gain_high=0.09, reason="tuned weights on 300 validation questions",
+                  n_questions=300, valid="valid.csv", embedder="")
+    return MemberBlend(**{**fields, **changes})
+
+
+def test_member_blend_round_trips_through_its_meta_record_as_json():
+    original = member_blend()
+    raw = json.loads(json.dumps(original.to_meta()))
+    assert raw["members"] == ["models", "lexical"] and raw["weights"] == [0.75, 0.25]
+    assert MemberBlend.from_meta(raw, "models/meta.json") == original
+    assert original.summary() == "blend (tuned): models 0.750, lexical 0.250"
+
+
+def test_member_blend_from_meta_with_a_wrong_key_raises_config_error_naming_the_file():
+    raw = member_blend().to_meta()
+    with pytest.raises(ConfigError, match=re.escape("models/meta.json: its blend record does not read")):
+        MemberBlend.from_meta({**raw, "weighting": "tuned"}, "models/meta.json")  # an unknown key
+    del raw["choice"]
+    with pytest.raises(ConfigError, match="--blend off"):
+        MemberBlend.from_meta(raw, "models/meta.json")  # a missing key
+
+
+def test_member_blend_from_meta_rejects_members_and_weights_of_different_lengths():
+    raw = member_blend(weights=[1.0]).to_meta()
+    with pytest.raises(ConfigError, match="2 members and 1 weights"):
+        MemberBlend.from_meta(raw, "m")
+    with pytest.raises(ConfigError, match="0 members and 0 weights"):
+        MemberBlend.from_meta(member_blend(members=[], weights=[]).to_meta(), "m")
+
+
+def test_blend_members_is_the_weighted_sum_of_z_scores_in_member_order():
+    members = {"a": np.array([[1.0, 2.0, 3.0]]), "b": np.array([[3.0, 0.0, 0.0]])}
+    za, zb = np.array([-ROOT_3_2, 0.0, ROOT_3_2]), np.array([2.0, -1.0, -1.0]) / np.sqrt(2)
+    # weights 3 and 1 normalise to 3/4 and 1/4
+    np.testing.assert_allclose(blend_members(members, [3.0, 1.0])[0], 0.75 * za + 0.25 * zb)
+    np.testing.assert_allclose(blend_members(members, [0.0, 1.0])[0], zb)
+    # an empty option is 0 in every member's z-score, so 0 in the blend; the others are z-scored without it
+    options = [["x", "y", ""]]
+    # a: [1, 2] -> [-1, 1]; b: [3, 0] -> [1, -1]
+    np.testing.assert_allclose(blend_members(members, [0.5, 0.5], options)[0], [0.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(blend_members(members, [1.0, 0.0], options)[0], [-1.0, 1.0, 0.0])
+
+
+def members_of(n=300, n_options=5, seed=0):
+    """(rng, answers, one-hot of the answers) for synthetic members."""
+    rng = np.random.default_rng(seed)
+    answers = rng.integers(0, n_options, n)
+    return rng, answers, np.eye(n_options)[answers]
+
+
+def chosen_map3(result: MemberBlend) -> float:
+    """The cross-validated MAP@3 reported for the choice (alone is reported under '<first> alone')."""
+    return result.map3[f"{result.members[0]} alone" if result.choice == "alone" else result.choice]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_choose_blend_keeps_the_weight_on_an_informative_first_member_over_pure_noise(seed):
+    rng, answers, onehot = members_of(seed=seed)
+    members = {"models": onehot + rng.normal(size=onehot.shape),
+               "noise": 50 * rng.normal(size=onehot.shape),  # a large scale: z-scoring must tame it
+               "offset noise": rng.normal(size=onehot.shape) + 3}
+    result = choose_blend(members, answers, None)
+    assert result.weights[0] == max(result.weights) and result.weights[0] > 0.5
+    alone = map3_score(members["models"], answers)
+    assert result.map3["models alone"] == pytest.approx(alone)
+    assert chosen_map3(result) >= alone - 0.03
+    assert result.choice != "equal"  # equal thirds with two noise members score far below the first alone
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_choose_blend_combines_members_right_on_different_questions(seed):
+    """A knows the answer on even questions, B on odd ones (on another scale); each is noise elsewhere."""
+    rng, answers, onehot = members_of(seed=seed)
+    even = (np.arange(len(answers)) % 2 == 0)[:, None]
+    members = {"a": rng.normal(size=onehot.shape) + 3 * onehot * even,
+               "b": 10 * (rng.normal(size=onehot.shape) + 3 * onehot * ~even)}
+    alone = [map3_score(x, answers) for x in members.values()]
+    result = choose_blend(members, answers, None)
+    assert result.choice in ("equal", "tuned")
+    assert min(result.weights) > 0.3  # both count
+    assert chosen_map3(result) > max(alone) + 0.05
+    assert map3_score(blend_members(members, result.weights), answers) > max(alone) + 0.05
+    assert result.gain > 0 and result.gain_low > 0  # over A alone, beyond the noise of 300 questions
+
+
+def test_choose_blend_reports_members_in_order_weights_summing_to_one_and_why():
+    rng, answers, onehot = members_of(seed=5)
+    n = len(answers)
+    blank = (answers + 2) % 5  # one empty option per question, never the answer
+    options = [["opt"] * 5 for _ in range(n)]
+    for i in range(n):
+        options[i][blank[i]] = ""
+    members = {"zeta": 1.5 * onehot + rng.normal(size=onehot.shape),
+               "alpha": onehot + rng.normal(size=onehot.shape)}
+    result = choose_blend(members, answers, options, valid="valid.csv", embedder="bge-small")
+    assert result.members == ["zeta", "alpha"]  # as given, not sorted
+    assert len(result.weights) == 2 and sum(result.weights) == pytest.approx(1) and min(result.weights) >= 0
+    assert result.choice in ("alone", "equal", "tuned") and result.n_questions == n
+    assert (result.valid, result.embedder) == ("valid.csv", "bge-small")
+    assert set(result.map3) == {"zeta alone", "alpha alone", "equal", "tuned"}
+    assert result.map3["alpha alone"] == pytest.approx(map3_score(members["alpha"], answers, options))
+    assert result.reason.startswith(f"{result.choice} weights on {n} validation questions: MAP@3 zeta alone ")
+    assert "gain over zeta alone" in result.reason
+    assert result.gain_low <= result.gain <= result.gain_high
+    assert MemberBlend.from_meta(json.loads(json.dumps(result.to_meta())), "meta") == result
+
+
+def test_choose_blend_of_two_identical_members_keeps_the_first_alone_with_no_gain():
+    """Any weights rank as the first member does: neither equal nor tuned beats it, so it stays alone."""
+    rng, answers, onehot = members_of(seed=6)
+    x = onehot + rng.normal(size=onehot.shape)
+    result = choose_blend({"a": x, "b": x.copy()}, answers, None)
+    assert result.choice == "alone" and result.weights == [1.0, 0.0]
+    assert result.map3["equal"] == pytest.approx(result.map3["a alone"]) == pytest.approx(map3_score(x, answers))
+    assert (result.gain, result.gain_low, result.gain_high) == (0.0, 0.0, 0.0)
+    assert result.reason.startswith("alone weights on 300 validation questions")

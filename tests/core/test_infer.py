@@ -12,6 +12,7 @@ from mcq.core.batching import token_budget_batches
 from mcq.core.data import read_questions
 from mcq.core.export import META_FILE, find_model_folders
 from mcq.core.infer import run_inference
+from mcq.core.infer_config import InferConfig
 from mcq.core.metrics import mean_logits
 from mcq.core.model import export_untrained
 from mcq.errors import ModelFolderError
@@ -28,7 +29,7 @@ def models(tiny_deberta, tmp_path):
 
 def test_ensemble_submission_logits_and_scores(models, question_files, tmp_path):
     out = tmp_path / "out" / "submission.csv"
-    result = run_inference([tmp_path / "models"], question_files["valid"], out)
+    result = run_inference(InferConfig(models=[tmp_path / "models"], test=question_files["valid"], out=out))
     sub = pd.read_csv(out, dtype=str)
     valid = read_questions(question_files["valid"])
     assert list(sub.columns) == ["id", "prediction"] and sub["id"].tolist() == valid.ids
@@ -54,19 +55,19 @@ def test_leftovers_of_an_interrupted_export_are_never_ensembled(models, tiny_deb
 
 
 def test_weights_shift_the_ensemble(models, question_files, tmp_path):
-    run_inference(models, question_files["valid"], tmp_path / "a" / "s.csv", weights=[1, 0, 0])
+    run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "a" / "s.csv", weights=[1, 0, 0]))
     only_first = np.load(tmp_path / "a" / "logits_ensemble.npy")
     np.testing.assert_allclose(only_first, np.load(tmp_path / "a" / "logits_seed0.npy"), rtol=1e-6)
     with pytest.raises(ValueError, match="2 weights for 3 models"):
-        run_inference(models, question_files["valid"], tmp_path / "b" / "s.csv", weights=[1, 1])
+        run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "b" / "s.csv", weights=[1, 1]))
 
 
 def test_batching_and_fp16_export_give_the_same_logits(tiny_deberta, question_files, tmp_path):
     full = export_random(tiny_deberta, tmp_path / "fp32" / "m", 0)
     half = export_random(tiny_deberta, tmp_path / "fp16" / "m", 0, fp16=True)
-    run_inference([full], question_files["valid"], tmp_path / "x" / "s.csv", batch_tokens=1)
-    run_inference([full], question_files["valid"], tmp_path / "y" / "s.csv", batch_tokens=10**6)
-    run_inference([half], question_files["valid"], tmp_path / "z" / "s.csv")
+    run_inference(InferConfig(models=[full], test=question_files["valid"], out=tmp_path / "x" / "s.csv", batch_tokens=1))
+    run_inference(InferConfig(models=[full], test=question_files["valid"], out=tmp_path / "y" / "s.csv", batch_tokens=10**6))
+    run_inference(InferConfig(models=[half], test=question_files["valid"], out=tmp_path / "z" / "s.csv"))
     a, b, c = (np.load(tmp_path / d / "logits_m.npy") for d in "xyz")
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a, c, atol=5e-3)  # fp16 weights
@@ -105,7 +106,7 @@ def test_broken_model_folder_fails_before_predicting(models, question_files, tmp
         shutil.rmtree(folder)
     out = tmp_path / "o" / "submission.csv"
     with pytest.raises(ModelFolderError, match=message) as err:
-        run_inference(models, question_files["valid"], out)
+        run_inference(InferConfig(models=models, test=question_files["valid"], out=out))
     assert str(folder) in str(err.value)
     assert not out.parent.exists(), "nothing may be written when a model folder is bad"
 
@@ -113,13 +114,13 @@ def test_broken_model_folder_fails_before_predicting(models, question_files, tmp
 def test_models_that_disagree_on_tokenizer_or_length_fail(models, tiny_bert, question_files, tmp_path):
     bert = export_random(tiny_bert, tmp_path / "bert" / "m", 0)
     with pytest.raises(ModelFolderError, match="disagree on the tokenizer"):
-        run_inference([models[0], bert], question_files["valid"], tmp_path / "o" / "s.csv")
+        run_inference(InferConfig(models=[models[0], bert], test=question_files["valid"], out=tmp_path / "o" / "s.csv"))
     meta = json.loads((models[2] / META_FILE).read_text())
     meta["max_length"] = 64
     (models[2] / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ModelFolderError, match="max_length"):
-        run_inference(models, question_files["valid"], tmp_path / "o" / "s.csv")
-    result = run_inference([models[0], bert], question_files["valid"], tmp_path / "o" / "s.csv", allow_mixed=True)
+        run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "o" / "s.csv"))
+    result = run_inference(InferConfig(models=[models[0], bert], test=question_files["valid"], out=tmp_path / "o" / "s.csv", allow_mixed=True))
     assert len(result.models) == 2
 
 
@@ -186,7 +187,7 @@ def test_a_two_option_test_file_gets_a_two_letter_submission(models, tmp_path):
     from conftest import write_questions
 
     test = write_questions(tmp_path / "two.csv", 6, seed=4, letters="AB")
-    result = run_inference(models, test, tmp_path / "two" / "submission.csv")
+    result = run_inference(InferConfig(models=models, test=test, out=tmp_path / "two" / "submission.csv"))
     sub = pd.read_csv(result.submission, dtype=str)
     assert all(sorted(p.split()) == ["A", "B"] for p in sub["prediction"])
     assert set(result.map3) == {"seed0", "seed1", "seed2", "ensemble"}
@@ -231,7 +232,7 @@ def test_inference_scores_every_question_of_a_syntactically_valid_file(models, t
         encoding="utf-8",
     )
     caplog.set_level("WARNING")
-    result = run_inference(models, test, tmp_path / "out" / "submission.csv")
+    result = run_inference(InferConfig(models=models, test=test, out=tmp_path / "out" / "submission.csv"))
     sub = pd.read_csv(result.submission, dtype=str, keep_default_na=False)
     assert sub["id"].tolist() == ["long", "noprompt", "blank", "fine"]
     assert all(len(set(p.split())) == 3 for p in sub["prediction"])

@@ -8,6 +8,7 @@ from mcq.cli import main_guard
 from mcq.core import cli as infer_cli
 from mcq.core.data import Questions, read_questions
 from mcq.core.infer import run_inference
+from mcq.core.infer_config import InferConfig
 from mcq.core.metrics import rank_logits, top_k
 from mcq.core.model import export_untrained
 from mcq.core.submission import make_submission
@@ -139,8 +140,8 @@ def rotate_file(path, dest, shift=1):
 
 def test_one_rotation_is_todays_inference_and_all_rotations_ignore_the_option_order(model, question_files, tmp_path):
     valid = question_files["valid"]
-    today = run_inference([model], valid, tmp_path / "today" / "s.csv")
-    one = run_inference([model], valid, tmp_path / "one" / "s.csv", tta_rotations=1)
+    today = run_inference(InferConfig(models=[model], test=valid, out=tmp_path / "today" / "s.csv"))
+    one = run_inference(InferConfig(models=[model], test=valid, out=tmp_path / "one" / "s.csv", tta_rotations=1))
     np.testing.assert_array_equal(np.load(tmp_path / "one" / "logits_seed0.npy"),
                                   np.load(tmp_path / "today" / "logits_seed0.npy"))
     assert one.map3 == today.map3 and one.tta_rotations == 1
@@ -150,8 +151,8 @@ def test_one_rotation_is_todays_inference_and_all_rotations_ignore_the_option_or
     b = read_questions(moved)
     assert b.options[0] == a.options[0][1:] + a.options[0][:1] and [b.options[i][x] for i, x in enumerate(b.answers)] \
         == [a.options[i][x] for i, x in enumerate(a.answers)]
-    full = run_inference([model], valid, tmp_path / "full" / "s.csv", tta_rotations=5)
-    full_moved = run_inference([model], moved, tmp_path / "moved" / "s.csv", tta_rotations=5)
+    full = run_inference(InferConfig(models=[model], test=valid, out=tmp_path / "full" / "s.csv", tta_rotations=5))
+    full_moved = run_inference(InferConfig(models=[model], test=moved, out=tmp_path / "moved" / "s.csv", tta_rotations=5))
     logits = np.load(tmp_path / "full" / "logits_seed0.npy")
     np.testing.assert_allclose(unrotate_logits(np.load(tmp_path / "moved" / "logits_seed0.npy"), 1), logits, atol=1e-5)
     assert full.map3 == pytest.approx(full_moved.map3) and full.tta_rotations == 5

@@ -875,3 +875,27 @@ def test_runtime_and_memory_projections_count_retrieval_per_question():
     p = rehearse.project_runtime(timings, n_questions=200, target=4000)
     assert p["per_question_s"] == pytest.approx(0.12)  # (2 + 2 + 20) / 200
     assert rehearse.project_memory(2**30, 200, 4000) == 2**30 + 3800 * rehearse.BYTES_PER_QUESTION
+
+
+def test_the_offline_kernel_applies_the_blend_the_models_recorded(tiny_deberta, small_index, rehearsal_test, tmp_path,
+                                                                  capsys):
+    """A blend recorded at training (models + lexical evidence) runs inside the network-cut kernel with no knob."""
+    from mcq.core.blend import MemberBlend
+
+    models = tmp_path / "models"
+    folders = [export(tiny_deberta, models / f"seed{s}", s) for s in range(2)]
+    ids = [f"run-seed{s}" for s in range(2)]
+    blend = MemberBlend(["models", "lexical"], [0.5, 0.5], "equal", {}, 0.0, 0.0, 0.0, "measured")
+    for folder, model_id in zip(folders, ids):
+        meta = json.loads((folder / "mcq_model.json").read_text())
+        meta |= {"export_id": model_id, "blend": blend.to_meta() | {"models": ids}}
+        (folder / "mcq_model.json").write_text(json.dumps(meta))
+    root = tmp_path / "kaggle"
+    code = main_guard(lambda: rehearse.main(["--models", str(models), "--test", str(rehearsal_test),
+                                             "--root", str(root), "--index", str(small_index)]))
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "blend (equal): models 0.500, lexical 0.500 (chosen at training)" in out
+    assert (root / "working" / "evidence_lexical.npy").is_file() and (root / "working" / "logits_blend.npy").is_file()
+    report = json.loads((root / "working" / "mcq_timings.json").read_text())
+    assert report["timings"]["evidence_s"] > 0

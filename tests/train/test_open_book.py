@@ -125,3 +125,41 @@ def test_the_context_command_feeds_infer_without_an_index(open_run, tmp_path):
                           "--out", str(with_context), "--k", "2", "--max-chars", "300"]) == 0
     cached = json.loads((folder / "run" / "retrieval" / "valid_contexts.json").read_text())
     assert read_questions(with_context).contexts == cached["contexts"]
+
+
+def test_a_run_from_before_the_reader_settings_resumes_as_the_layout_it_used(tmp_path):
+    """run_config.json of an older run has no input_layout: it read prompt [SEP] context / option with [CLS]."""
+    import dataclasses
+
+    from mcq.train.config import TrainConfig, resume_differences
+
+    cfg = TrainConfig(train=["t.csv"])
+    older = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("input_layout", "pooling", "context_select")}
+    legacy = dataclasses.replace(cfg, input_layout="prompt-context", pooling="cls", context_select="none")
+    assert resume_differences(older, legacy) == []
+    assert resume_differences(older, dataclasses.replace(legacy, pooling="mean")) == ["pooling: 'cls' -> 'mean'"]
+
+
+def test_context_source_picks_the_files_column_none_or_the_index(open_run, tmp_path):
+    """none: closed book even when the files have context; file: the files' own column even with an index set."""
+    import dataclasses
+
+    from conftest import write_questions
+
+    from mcq.train.context import retrieve_for_run
+    from mcq.train.layout import RunLayout
+
+    folder, cfg, _ = open_run
+    gold = read_questions(write_questions(tmp_path / "gold.csv", 4, seed=7, context=True))
+    layout = RunLayout.of(tmp_path / "run")
+    closed, _, meta = retrieve_for_run(dataclasses.replace(cfg, context_source="none"), layout, gold, None)
+    assert closed.contexts is None and meta is None
+    own, _, meta = retrieve_for_run(dataclasses.replace(cfg, context_source="file"), layout, gold, None)
+    assert own.contexts == gold.contexts and meta is None
+    retrieved, _, meta = retrieve_for_run(cfg, layout, gold, None)
+    assert retrieved.contexts != gold.contexts and meta["k"] == 2
+    plain = read_questions(write_questions(tmp_path / "plain.csv", 4, seed=8))
+    with pytest.raises(ConfigError, match="context_source file: .* has no context column"):
+        retrieve_for_run(dataclasses.replace(cfg, context_source="file"), layout, plain, None)
+    with pytest.raises(ConfigError, match="context_source"):
+        dataclasses.replace(cfg, context_source="gold")

@@ -8,13 +8,14 @@ from transformers import AutoModelForMultipleChoice
 
 from mcq.core import cli as infer_cli
 from mcq.core.infer import run_inference
+from mcq.core.infer_config import InferConfig
 from mcq.train.run import run_training
 
 
 def test_infer_reproduces_the_training_report(trained_run, tmp_path):
     """The ensemble MAP@3 that training reports is what infer.py gets from the exported folders."""
     cfg, report = trained_run
-    result = run_inference([f"{cfg.output_dir}/models"], cfg.valid, tmp_path / "sub" / "submission.csv")
+    result = run_inference(InferConfig(models=[f"{cfg.output_dir}/models"], test=cfg.valid, out=tmp_path / "sub" / "submission.csv"))
     assert result.map3["ensemble"] == pytest.approx(report["ensemble_valid_map3"], abs=1e-4)
     for seed in report["seeds"]:
         assert result.map3[f"seed{seed['seed']}"] == pytest.approx(seed["valid_map3"], abs=1e-4)

@@ -20,6 +20,7 @@ from mcq.core.data import read_questions
 from mcq.core.export import META_FILE
 from mcq.core.features import MultipleChoiceCollator, encode
 from mcq.core.infer import run_inference
+from mcq.core.infer_config import InferConfig
 from mcq.errors import ConfigError, DataError
 from mcq.train import cli as train_cli
 from mcq.train.config import TrainConfig
@@ -134,7 +135,7 @@ def test_resume_with_other_validation_questions_rescores_finished_seeds(three_se
     caplog.set_level("INFO")
     report = run_training(cfg, resume=True)
     assert caplog.text.count("the validation questions changed since it was scored") == 3
-    fresh = run_inference([Path(cfg.output_dir) / "models"], other, tmp_path / "inf" / "submission.csv")
+    fresh = run_inference(InferConfig(models=[Path(cfg.output_dir) / "models"], test=other, out=tmp_path / "inf" / "submission.csv"))
     assert report["ensemble_valid_map3"] == pytest.approx(fresh.map3["ensemble"])
     assert [s["valid_map3"] for s in report["seeds"]] == pytest.approx([fresh.map3[f"seed{i}"] for i in range(3)])
     caplog.clear()
