@@ -27,6 +27,39 @@ def help_field(default: typing.Any, help: str, flag: dict | None = None, **kw: t
     return field(default=default, metadata=metadata, **kw)
 
 
+def read_yaml(path: str | Path) -> typing.Any:
+    """A hand-written YAML file; a syntax error or bytes that are not UTF-8 are one ConfigError naming the file,
+    the line and the column."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(
+            f"{path}: line {line}, column {column}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as "
+            "UTF-8"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: {_yaml_problem(err)}") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """'line L, column C: not valid YAML (problem), begun at line L2 (context)', 1-based, in one line."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    text = f"not valid YAML ({problem}); fix the file there"
+    if mark is not None:
+        text = f"line {mark.line + 1}, column {mark.column + 1}: {text}"
+    begun = getattr(err, "context_mark", None)
+    if begun is not None and (mark is None or begun.line != mark.line):
+        text += f" ({getattr(err, 'context', '')} begun at line {begun.line + 1}, column {begun.column + 1})"
+    return text
+
+
 def load_config(cls, path: str | Path | None, overrides: dict | None = None):
     """Build `cls` from a YAML file plus overrides; unknown keys raise ConfigError naming them."""
     values: dict = {}
@@ -34,7 +67,7 @@ def load_config(cls, path: str | Path | None, overrides: dict | None = None):
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = read_yaml(path) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
     known = {f.name for f in dataclasses.fields(cls)}

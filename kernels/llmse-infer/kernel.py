@@ -305,7 +305,10 @@ def run(env=os.environ):
 def main():
     try:
         run()
-    except KernelError as err:
+    except Exception as err:  # noqa: BLE001 - ours and mcq's user errors are one line; a bug keeps its traceback
+        errors = sys.modules.get("mcq.errors")
+        if not isinstance(err, KernelError) and not (errors and isinstance(err, errors.McqError)):
+            raise
         print(f"kernel error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -11,9 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from mcq.config import typed_values
+from mcq.config import read_yaml, typed_values
 from mcq.errors import ConfigError
 from mcq.train.config import TrainConfig
 
@@ -75,7 +73,7 @@ def read_variants(path: str | Path) -> dict[str, Variant]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--define {path}: file not found")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_yaml(path) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f"{path}: expected `variant-name: {{setting: value, ...}}` entries at the top level")
     out = {}

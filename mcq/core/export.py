@@ -119,10 +119,64 @@ def check_model_folder(path: Path) -> dict:
             f"{path}: missing {missing}. Re-export it with train.py (a Trainer checkpoint-N folder is not an "
             "exported model), or copy the whole folder."
         )
+    meta = _json_object(path / META_FILE)
+    max_length = meta.get("max_length")
+    if "max_length" not in meta:
+        raise ModelFolderError(f"{path / META_FILE}: no 'max_length'; re-export the model (or copy the folder whole).")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0:
+        raise ModelFolderError(f"{path / META_FILE}: 'max_length' must be a positive integer, got {max_length!r}")
+    _json_object(path / "config.json")
+    _json_object(path / "tokenizer.json")
+    check_weights(path)
+    return meta
+
+
+def _json_object(file: Path) -> dict:
+    """A JSON file of the folder that must hold an object; a truncated or damaged one names itself."""
     try:
-        return json.loads((path / META_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ModelFolderError(f"{path / META_FILE}: not valid JSON ({err}); re-export the model.") from err
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFolderError(
+            f"{file}: not valid JSON ({err}); the folder is damaged (an interrupted copy?): copy it again or re-export"
+        ) from err
+    if not isinstance(value, dict):
+        raise ModelFolderError(f"{file}: expected a JSON object, got {type(value).__name__}; re-export the model.")
+    return value
+
+
+def check_weights(path: Path) -> None:
+    """Each safetensors file is as long as its header says: a truncated copy is caught before loading."""
+    files = [path / "model.safetensors"]
+    if not files[0].is_file():
+        shards = _json_object(path / "model.safetensors.index.json").get("weight_map", {})
+        files = [path / name for name in sorted(set(shards.values()))]
+    for file in files:
+        problem = _safetensors_problem(file)
+        if problem:
+            raise ModelFolderError(
+                f"{file}: truncated or damaged ({problem}); copy the folder again or re-export the model."
+            )
+
+
+def _safetensors_problem(file: Path) -> str:
+    """'' when the file is whole: an 8-byte header length, a JSON header, then exactly the tensors it lists."""
+    if not file.is_file():
+        return "missing"
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return f"{size} bytes"
+        length = int.from_bytes(head, "little")
+        if length > size - 8:
+            return f"a {length}-byte header in a {size}-byte file"
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "its header is not valid JSON"
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)]
+    expected = 8 + length + max(ends, default=0)
+    return "" if size == expected else f"{size} bytes where its header says {expected}"
 
 
 def find_model_folders(paths: Sequence[str | Path]) -> list[Path]:

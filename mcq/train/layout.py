@@ -76,6 +76,11 @@ class RunLayout:
         return self.root / "run_config.json"
 
     @property
+    def data_fingerprint(self) -> Path:
+        """The fingerprint of the training questions the run started with (a resume must train on the same)."""
+        return self.root / "train_data.fingerprint"
+
+    @property
     def lock_file(self) -> Path:
         """Held while a training runs here: PID and host of the holder."""
         return self.root / ".lock"

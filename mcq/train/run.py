@@ -66,13 +66,18 @@ class RunData:
     model_path: str
     top_lr: float
     retrieval: dict | None = None  # how the contexts were retrieved (recorded in every exported model)
+    train_fingerprint: str = ""  # the training questions as read (before retrieval): a resume must find the same
 
 
-def load_run_data(cfg: TrainConfig, layout: RunLayout | None = None) -> RunData:
-    """Read, validate, retrieve context for (with cfg.index) and tokenise all data before any training starts."""
+def load_run_data(cfg: TrainConfig, layout: RunLayout | None = None, resume: bool = False) -> RunData:
+    """Read, validate, retrieve context for (with cfg.index) and tokenise all data before any training starts;
+    a resumed run must find the training questions it started with."""
     cfg.check_ready()
     files = cfg.train + cfg.extra_train
     train = concat_questions([read_questions(p, require_answer=True) for p in files]).head(cfg.max_train)
+    read_fingerprint = train.fingerprint()
+    if resume:
+        check_same_training_data(layout or RunLayout.of(cfg.output_dir), read_fingerprint, files)
     valid = read_questions(cfg.valid, require_answer=True).head(cfg.max_valid) if cfg.valid else None
     if valid is not None:
         check_overlap(train, valid, cfg.valid_overlap)
@@ -95,11 +100,28 @@ def load_run_data(cfg: TrainConfig, layout: RunLayout | None = None) -> RunData:
         model_path=model_path,
         top_lr=derive_lr(cfg),
         retrieval=retrieval,
+        train_fingerprint=read_fingerprint,
     )
 
 
+def check_same_training_data(layout: RunLayout, now: str, files: list[str]) -> None:
+    """A resumed run must train on the questions it started with: a file edited in place under the same path
+    would give its remaining seeds other data. The fingerprint is recorded when the run starts (a run of an
+    older mcq has none, and cannot be checked)."""
+    path = layout.data_fingerprint
+    if path.is_file():
+        started = path.read_text(encoding="utf-8").strip()
+        if started != now:
+            raise ConfigError(
+                f"{layout.root}: the training questions changed since the run started ({', '.join(files)}: "
+                f"fingerprint {started} then, {now} now). Restore the files the run started with to resume it, "
+                "or start a new run in another --output-dir."
+            )
+
+
 def check_overlap(train: Questions, valid: Questions, policy: str) -> None:
-    """Validation questions that are also training questions (same prompt and options) inflate MAP@3."""
+    """Validation questions that are also training questions (same prompt and options, in any order) inflate
+    MAP@3."""
     seen = {_question_key(p, o): i for i, (p, o) in enumerate(zip(train.prompts, train.options))}
     both = [(j, seen[k]) for j, k in enumerate(map(_question_key, valid.prompts, valid.options)) if k in seen]
     if not both:
@@ -116,7 +138,9 @@ def check_overlap(train: Questions, valid: Questions, policy: str) -> None:
 
 
 def _question_key(prompt: str, options: list[str]) -> tuple:
-    return (" ".join(prompt.lower().split()), *(" ".join(o.lower().split()) for o in options))
+    """The prompt and the set of options, case and spacing ignored: a question with its options reordered is
+    the same question."""
+    return (" ".join(prompt.lower().split()), *sorted(" ".join(o.lower().split()) for o in options))
 
 
 def derive_lr(cfg: TrainConfig) -> float:
@@ -310,7 +334,8 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict:
 
 def check_resume(cfg: TrainConfig, layout: RunLayout, resume: bool) -> None:
     """A new run needs a fresh folder; a resumed one the settings it started with (else seeds would mix)."""
-    if not resume and layout.started(cfg.seeds):
+    # rank 0 decides (under torchrun it may already have written run_config.json when another rank looks)
+    if not resume and distributed.is_main() and (layout.config.is_file() or layout.started(cfg.seeds)):
         raise ConfigError(
             f"{layout.root} already holds a run. Add --resume to continue it (finished seeds are kept), "
             "or choose another --output-dir."
@@ -329,8 +354,9 @@ def check_resume(cfg: TrainConfig, layout: RunLayout, resume: bool) -> None:
 def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
     start = time.perf_counter()
     check_resume(cfg, layout, resume)
-    data = load_run_data(cfg, layout)
+    data = load_run_data(cfg, layout, resume)
     if distributed.is_main() and not (resume and layout.config.is_file()):
+        atomic_write_text(layout.data_fingerprint, data.train_fingerprint)
         atomic_write_text(layout.config, json.dumps(dataclasses.asdict(cfg), indent=2))  # the data was good
     seeds = []
     for seed in cfg.seeds:

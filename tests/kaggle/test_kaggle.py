@@ -899,3 +899,25 @@ def test_the_offline_kernel_applies_the_blend_the_models_recorded(tiny_deberta, 
     assert (root / "working" / "evidence_lexical.npy").is_file() and (root / "working" / "logits_blend.npy").is_file()
     report = json.loads((root / "working" / "mcq_timings.json").read_text())
     assert report["timings"]["evidence_s"] > 0
+
+
+def test_kernel_prints_an_mcq_error_in_one_line_and_keeps_a_bugs_traceback(monkeypatch, capsys):
+    """A damaged model folder or a bad test file raises mcq's own error inside run(): one line, exit 1."""
+    from mcq.errors import ModelFolderError
+
+    kernel = load_kernel_module()
+
+    def damaged(env=None):
+        raise ModelFolderError("/kaggle/input/m/seed0/tokenizer.json: not valid JSON")
+
+    monkeypatch.setattr(kernel, "run", damaged)
+    assert kernel.main() == 1
+    err = capsys.readouterr().err
+    assert err == "kernel error: /kaggle/input/m/seed0/tokenizer.json: not valid JSON\n"
+
+    def bug(env=None):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(kernel, "run", bug)
+    with pytest.raises(ZeroDivisionError):
+        kernel.main()

@@ -444,3 +444,43 @@ def test_mean_normalised_lr_averages_to_the_configured_lr(tiny_deberta):
     assert mean_normalised(model, constant).top_lr == pytest.approx(1e-4)
     with pytest.raises(ConfigError, match="layer_lr_norm"):
         tiny_config(tiny_deberta, {"train": "t.csv", "valid": None}, "out", layer_lr_norm="median")
+
+
+def test_a_new_run_into_a_started_folder_is_refused_whatever_seeds_it_names(three_seed_run):
+    """No side door: another seed and max_length without --resume would mix two settings in one folder."""
+    cfg, _ = three_seed_run
+    config = Path(cfg.output_dir) / "run_config.json"
+    before = config.read_text()
+    for seeds in ([5], [0, 5]):
+        with pytest.raises(ConfigError, match="already holds a run"):
+            run_training(dataclasses.replace(cfg, seeds=seeds, max_length=64))
+    assert config.read_text() == before and not (Path(cfg.output_dir) / "seed5").exists()
+
+
+def test_a_training_file_changed_in_place_is_not_resumed_on(three_seed_run, tmp_path):
+    cfg, _ = three_seed_run
+    shutil.rmtree(Path(cfg.output_dir) / "models" / "seed2")
+    train = Path(cfg.train[0])
+    saved = train.read_text()
+    try:
+        train.write_text(saved.replace("?", "!", 1))  # one question edited, same path
+        with pytest.raises(ConfigError, match="training questions changed since the run started") as err:
+            run_training(cfg, resume=True)
+        assert str(train) in str(err.value)
+    finally:
+        train.write_text(saved)
+    assert run_training(cfg, resume=True)["seeds"][2].get("skipped") is None
+
+
+def test_validation_questions_in_training_with_their_options_reordered_are_a_leak(question_files, tmp_path):
+    import pandas as pd
+
+    from mcq.train.run import check_overlap
+
+    train = read_questions(question_files["train"], require_answer=True)
+    frame = pd.read_csv(question_files["train"], dtype=str, keep_default_na=False).head(3)
+    frame[["A", "B", "C", "D", "E"]] = frame[["E", "D", "C", "B", "A"]].to_numpy()
+    frame["id"] = [f"v{i}" for i in range(3)]
+    frame.to_csv(tmp_path / "valid.csv", index=False)
+    with pytest.raises(DataError, match="3 of 3 validation questions are also in the training data"):
+        check_overlap(train, read_questions(tmp_path / "valid.csv"), "error")
