@@ -34,7 +34,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
@@ -71,7 +71,7 @@ def pid_alive(pid: int) -> bool:
 
 
 @functools.cache
-def _umask() -> int:
+def umask() -> int:
     """This process's umask (read once: setting it is the only way to read it)."""
     mask = os.umask(0o022)
     os.umask(mask)

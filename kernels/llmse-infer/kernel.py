@@ -12,6 +12,7 @@ offline first, the way the models' training context was made; free RAM is checke
 MCQ_KAGGLE_ROOT=DIR runs it on DIR/input and DIR/working instead of /kaggle (the local rehearsal:
 python -m mcq.rehearse). Only the standard library is imported before the mcq package is installed.
 """
+import csv
 import json
 import logging
 import os
@@ -302,14 +303,40 @@ def run(env=os.environ):
     return report
 
 
+def write_fallback(env=os.environ):
+    """When mcq refused the hidden test while scoring it, a submission Kaggle still accepts: every id of test.csv
+    with the first three letters. A scored submission with a loud log beats an errored kernel and no score."""
+    input_root, working = kaggle_dirs(env)
+    tests = [folder / "test.csv" for folder, _, files in walk(input_root) if "test.csv" in files]
+    test = pick_test(tests, input_root)
+    with open(test, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header = [h.strip().lower() for h in rows[0]]
+    ids = [row[header.index("id")] if "id" in header else str(i) for i, row in enumerate(rows[1:]) if any(row)]
+    working.mkdir(parents=True, exist_ok=True)
+    tmp = working / f".{SUBMISSION}.fallback"
+    tmp.write_text("id,prediction\n" + "".join(f"{i},A B C\n" for i in ids), encoding="utf-8")
+    os.replace(tmp, working / SUBMISSION)
+    print(f"!!! FALLBACK SUBMISSION: {working / SUBMISSION} holds 'A B C' for all {len(ids)} ids of {test}, not the "
+          "models' predictions: fix the error above (rehearse with this test file) and run the kernel again !!!",
+          flush=True)
+
+
 def main():
     try:
         run()
     except Exception as err:  # noqa: BLE001 - ours and mcq's user errors are one line; a bug keeps its traceback
         errors = sys.modules.get("mcq.errors")
-        if not isinstance(err, KernelError) and not (errors and isinstance(err, errors.McqError)):
+        theirs = errors is not None and isinstance(err, errors.McqError)
+        if not isinstance(err, KernelError) and not theirs:
             raise
         print(f"kernel error: {err}", file=sys.stderr, flush=True)
+        if theirs:  # set-up errors (nothing attached) are the rehearsal's to catch; a test mcq refused is not
+            try:
+                write_fallback()
+                return 0
+            except Exception as fallback:  # noqa: BLE001 - the original error is what the user must see
+                print(f"kernel error: no fallback submission either ({fallback})", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -65,6 +65,7 @@ FIXED = (
     "grad_accum",
     "output_dir",
 )
+OUTPUTS = ("ablation.md", "ablation.json", "ablation.png")  # written beside the variants' folders
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -86,6 +87,8 @@ def read_variants(path: str | Path) -> dict[str, Variant]:
 
 def check_variant(variant: Variant, where: str = "built-in") -> Variant:
     """A variant's name is a folder name, and its keys are TrainConfig settings other than the shared ones."""
+    if variant.name in OUTPUTS:
+        raise ConfigError(f"{where}: variant name '{variant.name}' is the ablation's own output file; rename it")
     if not NAME.match(variant.name):
         raise ConfigError(f"{where}: variant name '{variant.name}' must be letters, digits, '-', '_' or '.'")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -103,6 +106,8 @@ def check_variant(variant: Variant, where: str = "built-in") -> Variant:
 
 def choose(names: list[str], defined: dict[str, Variant]) -> list[Variant]:
     """The variants asked for, in order: user definitions win over built-ins of the same name."""
+    if not names:
+        raise ConfigError("--variants: no variant named; give comma-separated names (e.g. full,recipe), see --list")
     table = BUILTIN | defined
     missing = [n for n in names if n not in table]
     if missing:

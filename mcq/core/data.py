@@ -110,15 +110,15 @@ def read_questions(path: str | Path, require_answer: bool = False, lenient: bool
         raise DataError(f"{path}: is a folder, not a question file. Pass the file itself (e.g. {path}/train.csv).")
     if not path.is_file():
         raise DataError(f"{path}: no such file. Check the path (it is read relative to {Path.cwd()}).")
-    frame, rows = _read_table(path)
+    frame, rows = _read_table(path, lenient)
     return _canonical(frame, rows, str(path), require_answer, lenient)
 
 
-def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
+def _read_table(path: Path, lenient: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """Load the raw table as strings plus a human label for each row ('line 7', 'row 3')."""
     suffix = path.suffix.lower()
     if suffix in {".csv", ".tsv", ".txt"}:
-        return _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
+        return _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",", lenient=lenient)
     if suffix == ".parquet":
         frame = pd.read_parquet(path)
         return _as_strings(frame), [f"row {i + 1}" for i in range(len(frame))]
@@ -134,16 +134,19 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
     raise DataError(f"{path}: unknown file type '{suffix}'. Use .csv, .tsv, .parquet or .jsonl.")
 
 
-def _read_csv(path: Path, delimiter: str) -> tuple[pd.DataFrame, list[str]]:
+def _read_csv(path: Path, delimiter: str, lenient: bool = False) -> tuple[pd.DataFrame, list[str]]:
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: line {line} is not UTF-8 (byte {err.start}). Re-save the file as UTF-8 "
-            "(e.g. pandas: df.to_csv(path, encoding='utf-8'))."
-        ) from err
+        message = f"{path}: line {line} is not UTF-8 (byte {err.start})"
+        if not lenient:
+            raise DataError(
+                f"{message}. Re-save the file as UTF-8 (e.g. pandas: df.to_csv(path, encoding='utf-8'))."
+            ) from err
+        log.warning("%s; such bytes are read as U+FFFD so every question is still scored", message)
+        text = raw.decode("utf-8-sig", errors="replace")
     if not text.strip():
         raise DataError(
             f"{path}: the file is empty. It needs a header row (id,prompt,A,B,C,D,E[,answer]) and questions."
@@ -179,6 +182,11 @@ def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer
     if len(frame) == 0:
         raise DataError(f"{source}: no questions below the header. Add rows or point at the right file.")
     names = [c.lower() if c.lower() in RESERVED else c for c in frame.columns]
+    if lenient and not any(len(c) == 1 and c in OPTION_LETTERS for c in names):
+        lower = [c for c in names if len(c) == 1 and c.upper() in OPTION_LETTERS]
+        if lower:  # a test file written with a, b, c, ...: read as A, B, C
+            log.warning("%s: lower-case option columns %s read as %s", source, lower, [c.upper() for c in lower])
+            names = [c.upper() if c in lower else c for c in names]
     repeated = _duplicates(names)
     if repeated:
         raise DataError(
@@ -197,7 +205,7 @@ def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer
         )
 
     prompts = _column(frame, columns["prompt"]).tolist()
-    ids = _ids(frame, columns, rows, source)
+    ids = _ids(frame, columns, rows, source, lenient)
     empty = [i for i, prompt in enumerate(prompts) if not prompt.strip()]
     if empty and not lenient:
         raise DataError(f"{source}: {rows[empty[0]]}, column 'prompt' is empty. Fill it in or drop the row.")
@@ -265,7 +273,9 @@ def _duplicates(values: list[str]) -> list[str]:
     return dupes
 
 
-def _ids(frame: pd.DataFrame, columns: dict[str, str], rows: list[str], source: str) -> list[str]:
+def _ids(
+    frame: pd.DataFrame, columns: dict[str, str], rows: list[str], source: str, lenient: bool = False
+) -> list[str]:
     if "id" not in columns:
         return [str(i) for i in range(len(frame))]
     ids = _column(frame, columns["id"]).tolist()
@@ -273,12 +283,18 @@ def _ids(frame: pd.DataFrame, columns: dict[str, str], rows: list[str], source: 
     for i, value in enumerate(ids):
         if not value:
             raise DataError(f"{source}: {rows[i]}, column 'id' is empty. Give every row an id (or drop the column).")
+        if value in first_seen and lenient:
+            continue  # reported once below
         if value in first_seen:
             raise DataError(
                 f"{source}: {rows[i]}, column 'id': id '{value}' already used on {rows[first_seen[value]]}. "
                 "Ids must be unique; fix or drop the duplicate row."
             )
         first_seen[value] = i
+    repeated = {v: ids.count(v) for v in _duplicates(ids)}
+    if repeated:  # inference scores every row; the submission repeats the id as the test file does
+        shown = ", ".join(f"id '{v}' appears {n} times" for v, n in list(repeated.items())[:5])
+        log.warning("%s: repeated ids (%s); every row is scored and keeps its id", source, shown)
     return ids
 
 

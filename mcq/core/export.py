@@ -18,7 +18,7 @@ from transformers import PreTrainedModel
 
 from mcq.core.reader import ReaderSettings
 from mcq.errors import ModelFolderError
-from mcq.io import atomic_write_text, library_versions, replace_dir
+from mcq.io import atomic_write_text, library_versions, replace_dir, umask
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ def commit_export(tmp: Path, dest: Path, meta: dict) -> Path:
     write_meta(tmp, meta)
     for extra in sorted(p.name for p in tmp.iterdir() if p.name not in ALLOWED_FILES):
         (tmp / extra).unlink() if (tmp / extra).is_file() else shutil.rmtree(tmp / extra)
+    for file in tmp.iterdir():  # safetensors writes its file 0600; the folder is shared like any other output
+        file.chmod(0o666 & ~umask())
     return replace_dir(tmp, dest)
 
 

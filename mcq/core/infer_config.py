@@ -19,6 +19,21 @@ if TYPE_CHECKING:
     from mcq.core.plan import Plan
 
 READERS = ("models", "evidence")
+MIN_MAX_LENGTH = 16  # fewer tokens cannot hold a prompt, an option and the special tokens
+
+
+def max_length_flag(text: str) -> int:
+    """argparse type: a max_length that can hold a question at all."""
+    import argparse
+
+    value = int(text)
+    if value < MIN_MAX_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_MAX_LENGTH} (tokens of a prompt, an option and the separators), got {text}"
+        )
+    return value
+
+
 BLENDS = ("recorded", "off")
 EVIDENCE_KINDS = ("lexical", "dense")
 
@@ -73,7 +88,7 @@ class InferConfig:
         None, "characters of context at most (default: the models')", {"type": positive_int}
     )
     max_length: int | None = help_field(
-        None, "tokens per pair (default: the models' own; raise it for longer context)", {"type": positive_int}
+        None, "tokens per pair (default: the models' own; raise it for longer context)", {"type": max_length_flag}
     )
     blend: str = help_field(
         "recorded",
@@ -107,6 +122,8 @@ class InferConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
+        if self.max_length is not None and self.max_length < MIN_MAX_LENGTH:
+            raise ConfigError(f"--max-length {self.max_length}: must be at least {MIN_MAX_LENGTH}")
 
     def check(self) -> Plan:
         """Every check, once, before any model runs: the flags together, the model folders, the question files,

@@ -3,6 +3,7 @@ model folders, the questions, the index, the recorded blend, the evidence scorer
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,7 @@ def plan_inference(cfg: InferConfig) -> Plan:
     models = _models(cfg)
     blend = recorded_blend(models) if cfg.reader == "models" and cfg.blend == "recorded" else None
     questions = read_questions(cfg.test, lenient=True)  # a bad question degrades with a warning, never stops the run
+    questions = trained_letters(questions, models)
     check_rotations(cfg.tta_rotations, len(questions.letters), str(cfg.test))
     valid = _valid(cfg) if cfg.tune_weights is not None else None
     recorded = model_retrieval([m.meta for m in models])
@@ -92,6 +94,25 @@ def plan_inference(cfg: InferConfig) -> Plan:
     if cfg.reader == "evidence":
         return _evidence_reader(plan)
     return _recorded_blend(plan, blend)
+
+
+def trained_letters(questions: Questions, models: list[ExportedModel]) -> Questions:
+    """The test's options cut to the letters the models were trained on: an extra column (F) is not a sixth
+    option for models that never saw one (warned). Fewer options than trained is fine: pairs score alone."""
+    trained = tuple(models[0].meta.get("letters") or ()) if models else ()
+    extra = questions.letters[len(trained) :]
+    if not trained or not extra or questions.letters[: len(trained)] != trained:
+        return questions
+    log.warning(
+        "%s: option column(s) %s dropped: the models were trained on %s-%s and score those options only",
+        questions.source, ", ".join(extra), trained[0], trained[-1],
+    )  # fmt: skip
+    keep = len(trained)
+    answers = questions.answers
+    if answers is not None and any(a >= keep for a in answers):
+        answers = None  # an answer among the dropped options: not scored
+    return dataclasses.replace(questions, options=[o[:keep] for o in questions.options], letters=trained,
+                               answers=answers)  # fmt: skip
 
 
 def _models(cfg: InferConfig) -> list[ExportedModel]:

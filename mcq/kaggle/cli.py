@@ -49,6 +49,7 @@ from mcq.kaggle.stage import (
     KERNEL_METADATA,
     SOURCE_DIR,
     StagedDataset,
+    check_no_secrets,
     check_owner,
     dataset_metadata,
     kaggle_lacks,
@@ -247,6 +248,7 @@ def push_kernel(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> 
     kernel_dir: Path = args.kernel_dir
     if not (kernel_dir / "kernel.py").is_file():
         raise KaggleSetupError(f"{kernel_dir}/kernel.py: not found. Pass --kernel-dir (the folder holding kernel.py).")
+    check_no_secrets(kernel_dir, creds.secrets if creds else ())  # kernel.py is uploaded as it is
     sources = [refs.models, refs.code] + ([refs.index] if args.with_index else [])
     meta = kernel_metadata(refs.owner, refs.kernel_slug, args.kernel_title, sources, args.machine_shape)
     write_json(kernel_dir / KERNEL_METADATA, meta)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mcq.cli import main_guard, positive_int, setup_logging, share
+from mcq.errors import ConfigError
 from mcq.retrieve.settings import (
     DENSE_KINDS,
     HYBRID_DENSE_WEIGHT,
@@ -84,6 +86,10 @@ def _context(args: argparse.Namespace) -> int:
     from mcq.retrieve.table import queries_of, read_table, with_context, write_table
 
     settings = ContextSettings(args.k, args.max_chars)
+    if Path(args.out).is_dir():
+        raise ConfigError(
+            f"--out {args.out}: is a folder; give the question file to write (e.g. {args.out}/q_ctx.csv)"
+        )
     read_manifest(args.index)  # a wrong index folder fails before a large question file is read
     frame = read_table(args.questions)
     prompts, options = queries_of(frame, args.questions)

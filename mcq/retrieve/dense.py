@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 DENSE_DIR = "dense"
 FLAT_LIMIT = 200_000  # auto: exact search below this many passages (flat float32: 1.5 kB a passage at 384 dims)
 ENCODE_BATCH = 64
+IVFPQ_MIN = 256  # 8-bit product quantisation trains 256 centroids per sub-quantiser: it needs that many vectors
 EMBEDDER_DIR = "embedder"  # a copy of the embedder inside the index folder
 
 
@@ -85,11 +86,22 @@ class DenseBuilder:
         self.kind = kind
         self.model = load_embedder(embedder)
         self.parts: list[np.ndarray] = []
+        self.pending: list[str] = []  # ivfpq: held back until the corpus is known to be large enough to train it
 
     def add(self, texts: list[str]) -> None:
+        if self.kind == "ivfpq" and not self.parts:
+            self.pending.extend(texts)
+            if len(self.pending) < IVFPQ_MIN:
+                return
+            texts, self.pending = self.pending, []
         self.parts.append(embed(self.model, texts))
 
     def finish(self, folder: Path, texts: Callable[[], Iterable[str]]) -> dict:
+        if self.pending:  # an explicit ivfpq on fewer passages than it trains on: say so before embedding any
+            raise RetrievalError(
+                f"--dense-kind ivfpq: {len(self.pending)} passages, but IVF-PQ trains its codebooks on at least "
+                f"{IVFPQ_MIN}; use --dense-kind flat (exact, right for this size) or auto"
+            )
         faiss = _faiss()
         vectors = np.concatenate(self.parts) if self.parts else np.zeros((0, 1), np.float32)
         n, dim = vectors.shape

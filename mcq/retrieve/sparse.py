@@ -83,7 +83,13 @@ class TfidfBuilder:
         from scipy import sparse
 
         vectorizer = _vectorizer(max_features=self.max_features)
-        vectorizer.fit(texts())
+        try:
+            vectorizer.fit(texts())
+        except ValueError as err:  # scikit-learn's "empty vocabulary; perhaps the documents only contain stop words"
+            raise RetrievalError(
+                f"TF-IDF: no word to index ({err}); the corpus holds only stop words or no text. Check the text "
+                "column, or use --retriever bm25."
+            ) from err
         matrix = vectorizer.transform(texts()).astype(np.float32).tocsr()
         out = folder / TFIDF_DIR
         out.mkdir()

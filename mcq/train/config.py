@@ -13,6 +13,7 @@ from mcq.train.lr import SHAPES
 
 PEFT_METHODS = ("none", "lora")
 CONTEXT_SOURCES = ("auto", "index", "file", "none")
+MIN_MAX_LENGTH = 16  # fewer tokens cannot hold a prompt, an option and the special tokens
 
 
 @dataclass
@@ -160,6 +161,13 @@ class TrainConfig:
             raise ConfigError(f"precision: '{self.precision}' is not one of bf16, fp16, fp32")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: need at least one seed and no repeats, got {self.seeds}")
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError(f"seeds: must be >= 0 (a seed names a folder, seedN), got {self.seeds}")
+        if self.max_length < MIN_MAX_LENGTH:
+            raise ConfigError(
+                f"max_length: must be at least {MIN_MAX_LENGTH} tokens (a prompt, an option and the separators), "
+                f"got {self.max_length}"
+            )
         for name in (
             "max_length",
             "per_device_batch",

@@ -175,3 +175,11 @@ def test_the_benchmarks_read_an_ablation_folder(ablation, base_yaml, capsys):
     assert two["map3"]["ensemble"] == pytest.approx(one["map3"]["ensemble"])
     assert one["map3"]["ensemble"] == pytest.approx(table["variants"][1]["ensemble"])
     assert len(figures["blends"]["all seeds of all variants"]["models"]) == 8
+
+
+def test_no_variant_and_a_variant_named_like_an_output_file_are_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="--variants: no variant named"):
+        main(["--variants", ",", "--train", "t.csv"])
+    for name in ("ablation.md", "ablation.json", "ablation.png"):
+        with pytest.raises(ConfigError, match="the ablation's own output"):
+            check_variant(Variant(name, {}))

@@ -428,3 +428,22 @@ def test_real_stem1k_file_has_contexts():
     assert q.contexts[0] == raw.loc[0, "context"].strip()
     assert q.options[0] == [raw.loc[0, letter].strip() for letter in "ABCDE"]
 
+
+
+def test_inference_normalises_what_it_can_and_training_still_refuses(tmp_path, caplog):
+    """The hidden test must be scored: lowercase option headers, cp1252 bytes and a repeated id are read with a
+    warning in lenient mode (inference); training and validation files still stop with the file and line."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(
+        b"id,prompt,a,b,c,d,e\n"
+        b"q1,Which caf\xe9 is hot,x,y,z,w,v\n"
+        b"q1,What is heat,energy,mass,light,atom,wave\n"
+    )
+    caplog.set_level("WARNING")
+    q = read_questions(path, lenient=True)
+    assert q.letters == tuple("ABCDE") and q.ids == ["q1", "q1"] and q.prompts[0] == "Which caf\ufffd is hot"
+    text = caplog.text
+    assert "not UTF-8" in text and "line 2" in text
+    assert "lower-case option columns" in text and "id 'q1' appears 2 times" in text
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_questions(path)

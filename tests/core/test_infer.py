@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_questions
 
 from mcq.cli import main_guard
 from mcq.core import cli as infer_cli
@@ -261,3 +262,22 @@ def test_a_full_disk_at_the_submission_keeps_the_previous_one_and_names_it(model
     err = capsys.readouterr().err
     assert err.startswith(f"error: {out}: could not be written (No space left on device)") and err.count("\n") == 1
     assert out.read_text() == before and not list(out.parent.glob(".submission.csv.*"))
+
+
+def test_a_max_length_too_small_to_hold_a_question_is_refused_at_once(capsys):
+    for value in ("4", "15"):
+        with pytest.raises(SystemExit):
+            infer_cli.main(["--models", "m", "--test", "t.csv", "--max-length", value])
+        assert "--max-length: must be at least 16" in capsys.readouterr().err
+
+
+def test_an_extra_option_column_is_not_scored_as_a_sixth_option(models, tmp_path, caplog):
+    """Models trained on A-E score A-E: an F column in the test file is dropped with a warning."""
+    import pandas as pd
+
+    test = write_questions(tmp_path / "f.csv", 4, seed=3, answers=False, letters="ABCDEF")
+    caplog.set_level("WARNING")
+    result = run_inference(InferConfig(models=[str(m) for m in models], test=str(test), out=str(tmp_path / "s.csv")))
+    sub = pd.read_csv(result.submission, dtype=str)
+    assert all(set(p.split()) <= set("ABCDE") for p in sub["prediction"])
+    assert "column(s) F" in caplog.text and "trained on A-E" in caplog.text

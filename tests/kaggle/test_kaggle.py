@@ -901,8 +901,9 @@ def test_the_offline_kernel_applies_the_blend_the_models_recorded(tiny_deberta, 
     assert report["timings"]["evidence_s"] > 0
 
 
-def test_kernel_prints_an_mcq_error_in_one_line_and_keeps_a_bugs_traceback(monkeypatch, capsys):
-    """A damaged model folder or a bad test file raises mcq's own error inside run(): one line, exit 1."""
+def test_kernel_prints_an_mcq_error_in_one_line_and_keeps_a_bugs_traceback(monkeypatch, capsys, tmp_path):
+    """A damaged model folder raises mcq's own error inside run(): one line; with no test.csv to fall back on,
+    exit 1."""
     from mcq.errors import ModelFolderError
 
     kernel = load_kernel_module()
@@ -911,9 +912,11 @@ def test_kernel_prints_an_mcq_error_in_one_line_and_keeps_a_bugs_traceback(monke
         raise ModelFolderError("/kaggle/input/m/seed0/tokenizer.json: not valid JSON")
 
     monkeypatch.setattr(kernel, "run", damaged)
+    monkeypatch.setenv("MCQ_KAGGLE_ROOT", str(tmp_path))
     assert kernel.main() == 1
-    err = capsys.readouterr().err
-    assert err == "kernel error: /kaggle/input/m/seed0/tokenizer.json: not valid JSON\n"
+    first, second = capsys.readouterr().err.splitlines()
+    assert first == "kernel error: /kaggle/input/m/seed0/tokenizer.json: not valid JSON"
+    assert second.startswith("kernel error: no fallback submission either")
 
     def bug(env=None):
         raise ZeroDivisionError("a bug")
@@ -921,3 +924,33 @@ def test_kernel_prints_an_mcq_error_in_one_line_and_keeps_a_bugs_traceback(monke
     monkeypatch.setattr(kernel, "run", bug)
     with pytest.raises(ZeroDivisionError):
         kernel.main()
+
+
+def test_a_credential_in_the_kernel_file_stops_the_push(fake, kernel_dir, tmp_path, capsys):
+    with open(kernel_dir / "kernel.py", "a", encoding="utf-8") as fh:
+        fh.write(f"\nKEY = '{SECRET}'\n")
+    assert ship_main("push-kernel", "--poll-interval", "0", stage=tmp_path / "st", kernel=kernel_dir) == 2
+    err = capsys.readouterr().err
+    assert "kernel.py: holds one of your Kaggle credentials" in err and SECRET not in err
+    assert not [c for c in fake.commands() if c.startswith("kernels push")]
+
+
+def test_kernel_falls_back_to_a_valid_submission_when_mcq_refuses_the_test(tmp_path, monkeypatch, capsys):
+    """An error raised while scoring (mcq's own) still leaves a submission Kaggle accepts, with a loud line."""
+    from mcq.errors import DataError
+
+    kernel = load_kernel_module()
+    comp = tmp_path / "input" / "kaggle-llm-science-exam"
+    comp.mkdir(parents=True)
+    (comp / "test.csv").write_bytes(b"\xef\xbb\xbfid,prompt,A,B,C,D,E\n7,q,a,b,c,d,e\n9,r,a,b,c,d,e\n")
+
+    def refuses(env=None):
+        raise DataError("test.csv: something mcq cannot read")
+
+    monkeypatch.setattr(kernel, "run", refuses)
+    monkeypatch.setenv("MCQ_KAGGLE_ROOT", str(tmp_path))
+    assert kernel.main() == 0
+    out, err = capsys.readouterr()
+    assert "kernel error: test.csv: something mcq cannot read" in err
+    assert "FALLBACK SUBMISSION" in out
+    assert (tmp_path / "working" / "submission.csv").read_text() == "id,prediction\n7,A B C\n9,A B C\n"

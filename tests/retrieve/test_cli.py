@@ -201,3 +201,20 @@ def test_help_imports_no_heavy_library():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("usage:") == 3 and "--text-column" in proc.stdout and "--max-chars" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout.splitlines()[-1]
+
+
+def test_context_out_an_existing_folder_is_one_line(index, tmp_path, capsys):
+    pd.DataFrame(QUESTIONS).to_csv(tmp_path / "q.csv", index=False)
+    (tmp_path / "folder").mkdir()
+    code, err = guarded(["context", "--index", str(index), "--questions", str(tmp_path / "q.csv"),
+                         "--out", str(tmp_path / "folder")], capsys)  # fmt: skip
+    assert code == 2 and len(err) == 1 and "is a folder; give the question file to write" in err[0]
+
+
+def test_tfidf_over_stop_words_only_is_one_line(tmp_path, capsys):
+    pd.DataFrame({"text": ["the of and a is", "to in it was the"]}).to_csv(tmp_path / "c.csv", index=False)
+    code, err = guarded(["build", "--corpus", str(tmp_path / "c.csv"), "--out", str(tmp_path / "ix"),
+                         "--retriever", "tfidf"], capsys)  # fmt: skip
+    errors = [line for line in err if line.startswith("error:")]  # the other lines are the progress bar
+    assert code == 2 and len(errors) == 1 and "no word to index" in errors[0] and "Traceback" not in "".join(err)
+    assert not (tmp_path / "ix").exists() and not list(tmp_path.glob(".ix.tmp-*"))

