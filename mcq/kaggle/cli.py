@@ -218,6 +218,8 @@ def push_index(args, refs: Refs, cli: KaggleCLI, creds: Credentials | None) -> N
         f"staged {staged.path}: {', '.join(staged.entries)} ({manifest['passages']} passages, "
         f"{manifest['settings']['retriever']}, {manifest['disk_bytes'] / 2**20:.1f} MiB)"
     )
+    if staged.skipped:
+        cli.say(f"not staged (not part of the index): {', '.join(staged.skipped)}")
     needs = kaggle_lacks(manifest["settings"]["retriever"])
     if needs:
         wheels = " ".join(f"wheels/{name.replace('-', '_')}-*.whl" for name in needs)

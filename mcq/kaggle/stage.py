@@ -149,13 +149,14 @@ def write_json(path: Path, data: dict) -> Path:
 
 
 def model_files(folder: Path) -> tuple[list[str], list[str]]:
-    """(files to stage, entries left out) of an exported model folder: inference files only."""
+    """(files to stage, entries left out) of an exported model folder: inference files only. An allowed file
+    that is a link (weights kept elsewhere) is staged with the bytes it points at."""
     from mcq.core.export import ALLOWED_FILES
 
     keep, skipped = [], []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         allowed = entry.name in ALLOWED_FILES or SHARD_RE.match(entry.name)
-        if allowed and entry.is_file() and not entry.is_symlink():
+        if allowed and entry.is_file():  # is_file follows a link to its target
             keep.append(entry.name)
         else:
             skipped.append(entry.name + ("/" if entry.is_dir() else ""))
@@ -208,31 +209,45 @@ def wheel_names(wheels: Iterable[Path]) -> set[str]:
 
 
 def stage_index(index: Path, dest: Path, meta: dict, secrets: Iterable[str] = ()) -> StagedDataset:
-    """Lay out a retrieval index as a dataset: DEST/<index name>/ holding every file of the index folder."""
+    """Lay out a retrieval index as a dataset: DEST/<index name>/ holding the files its manifest lists (sizes
+    and checksums verified first) and the manifest; nothing else of the folder, and no symbolic link (the
+    kaggle CLI's zip would follow it)."""
     from mcq.errors import RetrievalError
-    from mcq.retrieve.index import read_manifest
+    from mcq.retrieve.index import MANIFEST, check_files, read_manifest
     from mcq.retrieve.store import PassageStore
 
     index = Path(index)
     try:
         manifest = read_manifest(index)
+        if "files" not in manifest:
+            raise RetrievalError(f"{index}: its manifest lists no files (an older mcq built it); build it again")
+        for name in [*manifest["files"], MANIFEST]:
+            if (index / name).is_symlink():
+                raise RetrievalError(f"{index}: {name}: is a symbolic link; copy the real file into the index")
+        check_files(index, manifest, verify=True)
         stored = len(PassageStore(index))
     except RetrievalError as err:
         raise KaggleSetupError(f"--index: {err}") from err
     if stored != manifest["passages"]:
         raise KaggleSetupError(f"--index {index}: {stored} passages stored, manifest says {manifest['passages']}")
+    allowed = [*manifest["files"], MANIFEST]
+    skipped = sorted(
+        p.relative_to(index).as_posix()
+        for p in index.rglob("*")
+        if (p.is_file() or p.is_symlink()) and p.relative_to(index).as_posix() not in allowed
+    )
     tmp = _fresh(dest)
     origin = {}
     with _removed_on_failure(tmp):
         name = index.resolve().name
-        for src in sorted(p for p in index.rglob("*") if p.is_file()):
-            dst = tmp / name / src.relative_to(index)
+        for rel in sorted(allowed):
+            src, dst = index / rel, tmp / name / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(src, dst)
             origin[dst] = src
         write_json(tmp / DATASET_METADATA, meta)
         check_no_secrets(tmp, secrets, origin)
-    return StagedDataset(replace_dir(tmp, dest), meta["id"], [name])
+    return StagedDataset(replace_dir(tmp, dest), meta["id"], [name], skipped)
 
 
 def build_wheel(out_dir: Path, source: Path = SOURCE_DIR) -> Path:
@@ -349,7 +364,9 @@ def _fresh(dest: Path) -> Path:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link multi-GB weights where the file system allows it, else copy."""
+    """Hard-link multi-GB weights where the file system allows it, else copy; a symbolic link is resolved first
+    (the dataset holds the bytes, never a link)."""
+    src = src.resolve()
     try:
         os.link(src, dst)
     except OSError:

@@ -34,6 +34,7 @@ FORMAT = 1
 CHUNK = 4096  # passages handed to a retriever at a time
 VERSIONED = ("bm25s", "scikit-learn", "faiss-cpu", "sentence-transformers", "numpy", "scipy")
 HYBRID_DEPTH = 4  # hybrid: each retriever's top (k x this) are fused
+CHEAP_CHECKSUM_BYTES = 32 * 2**20  # files up to this size are checksummed at every open (a few ms)
 
 
 def _backends(settings: IndexSettings) -> list[str]:
@@ -118,8 +119,42 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
     return _manifest(tmp, settings, stats, backends, corpus, read_s, build_s)
 
 
+def file_list(folder: Path) -> dict[str, dict]:
+    """Every file of an index folder but the manifest: its size and SHA-256 (what open_index checks)."""
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        out[path.relative_to(folder).as_posix()] = {"bytes": path.stat().st_size, "sha256": digest}
+    return out
+
+
+def check_files(folder: Path, manifest: dict, verify: bool = False) -> None:
+    """Each file the manifest lists is there with its size; its checksum too when it is small (cheap) or with
+    verify. An index of an older mcq lists no files and is not checked."""
+    for name, entry in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            problem = "missing"
+        elif path.stat().st_size != entry["bytes"]:
+            problem = f"{path.stat().st_size} bytes, the manifest says {entry['bytes']}"
+        elif (verify or entry["bytes"] <= CHEAP_CHECKSUM_BYTES) and _sha256(path) != entry["sha256"]:
+            problem = "its checksum differs from the manifest's (damaged bytes)"
+        else:
+            continue
+        raise RetrievalError(
+            f"{folder}: {name}: {problem}; the index is damaged: build the index again (or copy it whole)"
+        )
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _manifest(tmp, settings, stats, backends, corpus, read_s, build_s) -> dict:
-    disk = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+    files = file_list(tmp)
+    disk = sum(entry["bytes"] for entry in files.values())
     identity = json.dumps([stats["fingerprint"], settings.as_dict()], sort_keys=True)
     return {
         "format": FORMAT,
@@ -139,6 +174,7 @@ def _manifest(tmp, settings, stats, backends, corpus, read_s, build_s) -> dict:
         "ram_bytes": ram_estimate(tmp, backends),
         "read_s": round(read_s, 2),
         "build_s": round(build_s, 2),
+        "files": files,
     }
 
 
@@ -251,15 +287,27 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise RetrievalError(f"{path}: not valid JSON ({err.msg}); build the index again") from err
+    if not isinstance(manifest, dict):
+        raise RetrievalError(f"{path}: not a manifest (a JSON {type(manifest).__name__}); build the index again")
     if manifest.get("format") != FORMAT:
         raise RetrievalError(f"{path}: index format {manifest.get('format')}, this mcq reads {FORMAT}; build it again")
+    for key, kind in (("settings", dict), ("passages", int), ("fingerprint", str), ("files", dict)):
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise RetrievalError(
+                f"{path}: '{key}' is {type(manifest[key]).__name__}, not {kind.__name__}; build the index again"
+            )
+    for key in ("settings", "passages", "fingerprint"):
+        if key not in manifest:
+            raise RetrievalError(f"{path}: no '{key}'; build the index again")
     return manifest
 
 
-def open_index(folder: str | Path, expect: IndexSettings | None = None) -> Index:
-    """Load an index for searching; with `expect`, settings other than those it was built with are an error."""
+def open_index(folder: str | Path, expect: IndexSettings | None = None, verify: bool = False) -> Index:
+    """Load an index for searching; with `expect`, settings other than those it was built with are an error.
+    Every file's size is checked first (and checksum: small files always, all of them with verify)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    check_files(folder, manifest, verify)
     built = settings_from_dict(manifest["settings"])
     if expect is not None and expect != built:
         differences = settings_differences(built, expect)

