@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import functools
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcq.errors import OutputError
+from mcq.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:  # numpy is imported where an array is written: `--help` of every command stays fast
     import numpy as np
+
+log = logging.getLogger(__name__)
 
 VERSIONED = ("torch", "transformers", "tokenizers", "datasets", "safetensors", "numpy", "pandas")
 
@@ -92,6 +100,58 @@ def write_array(path: str | Path, array: np.ndarray) -> Path:
             np.save(fh, array)
 
     return atomic_write(path, save)
+
+
+LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old|staging)-(?P<pid>\d+)$")
+
+
+def clean_leftovers(dest: str | Path) -> None:
+    """Remove what killed processes left beside `dest` (`.NAME.tmp-PID`, `.NAME.staging-PID` folders of a build or
+    staging, `.NAME.old-PID` of replace_dir); a dest moved aside by replace_dir whose process died before the
+    second rename is put back instead. A live process's folders are left alone."""
+    dest = Path(dest)
+    if not dest.parent.is_dir():
+        return
+    for path in sorted(dest.parent.iterdir()):
+        match = LEFTOVER.match(path.name)
+        if not match or match["name"] != dest.name or pid_alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and not dest.exists():
+            path.rename(dest)
+            log.warning("%s: restored from %s, where a killed process had moved it", dest, path.name)
+        else:
+            log.info("removing %s, left by a killed process", path)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder_lock(lock_file: str | Path, what: str, advice: str, target: str | Path | None = None) -> Iterator[None]:
+    """Hold a lock file for one process: a second one exits at once naming the holder (`what` says whose it
+    is; `target` what is held, the lock's folder by default); a lock left by a process that died is taken over
+    with a warning. The file is removed on release."""
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel when the holder dies
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(f"{target or lock_file.parent} is in use by {what} ({holder}); {advice}.") from None
+        fh.seek(0)
+        left = fh.read().strip()
+        if left:
+            log.warning("%s: taking over the lock left by %s, which is no longer running", lock_file, left)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"PID {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            lock_file.unlink(missing_ok=True)
 
 
 def replace_dir(tmp: str | Path, dest: str | Path) -> Path:

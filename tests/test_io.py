@@ -65,3 +65,55 @@ def test_library_versions_name_what_is_installed_and_what_is_not():
     assert library_versions(names) == {"numpy": metadata.version("numpy"), "no-such-distribution-mcq": "not installed"}
     assert library_versions(names, installed_only=True) == {"numpy": metadata.version("numpy")}
     assert set(library_versions()) >= {"torch", "transformers", "safetensors"}
+
+
+# ---- leftovers of killed processes, and locks (issue 25) --------------------------------------------------------
+
+DEAD_PID = 2**22 + 12345  # above Linux's default pid_max: never a live process
+
+
+def test_leftovers_of_dead_processes_are_removed_and_a_replaced_folder_is_restored(tmp_path):
+    from mcq.io import clean_leftovers
+
+    dest = tmp_path / "ix"
+    for kind in ("tmp", "staging"):
+        (tmp_path / f".ix.{kind}-{DEAD_PID}").mkdir()
+    alive = tmp_path / f".ix.tmp-{os.getpid()}"
+    alive.mkdir()
+    old = tmp_path / f".ix.old-{DEAD_PID}"
+    old.mkdir()
+    (old / "mcq_index.json").write_text("{}")
+    clean_leftovers(dest)
+    # killed between replace_dir's two renames: the index was only moved aside, so it is put back
+    assert (dest / "mcq_index.json").is_file() and not old.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ix", alive.name])
+    (tmp_path / f".ix.old-{DEAD_PID}").mkdir()
+    clean_leftovers(dest)  # the folder is back: a dead process's old copy is just removed
+    assert not (tmp_path / f".ix.old-{DEAD_PID}").exists()
+
+
+def test_a_second_holder_of_a_folder_lock_is_refused_at_once_naming_the_first(tmp_path):
+    import subprocess
+    import sys
+
+    from mcq.errors import ConfigError
+    from mcq.io import folder_lock
+
+    lock = tmp_path / ".ix.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); f.write('PID 4242 on index-host, since today'); f.flush(); "
+         "print('locked', flush=True); time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match="is in use by an index build \\(PID 4242 on index-host"):
+            with folder_lock(lock, "an index build", "wait for it to finish, or choose another --out"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with folder_lock(lock, "an index build", "wait"):
+        assert lock.read_text().startswith(f"PID {os.getpid()}")
+    assert not lock.exists()

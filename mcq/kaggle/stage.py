@@ -6,6 +6,7 @@ the kaggle CLI and `mcq.rehearse` unpacks them the way Kaggle does to run the ke
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -23,7 +24,7 @@ from slugify import slugify  # python-slugify, which the kaggle CLI depends on a
 
 from mcq import __version__
 from mcq.errors import KaggleSetupError
-from mcq.io import atomic_write_text, replace_dir
+from mcq.io import atomic_write_text, clean_leftovers, replace_dir
 
 COMPETITION = "kaggle-llm-science-exam"
 DATASET_METADATA = "dataset-metadata.json"
@@ -262,7 +263,9 @@ def build_wheel(out_dir: Path, source: Path = SOURCE_DIR) -> Path:
     files += [source / name for name in WHEEL_SOURCES]
     digest = hashlib.sha256(b"".join(str(p.relative_to(source)).encode() + p.read_bytes() for p in files)).hexdigest()
     if digest not in _WHEELS:
-        _WHEELS[digest] = _pip_wheel(source, Path(tempfile.mkdtemp(prefix="mcq-wheel-")))
+        folder = Path(tempfile.mkdtemp(prefix="mcq-wheel-"))
+        atexit.register(shutil.rmtree, folder, True)  # the cache lives as long as the process
+        _WHEELS[digest] = _pip_wheel(source, folder)
     return Path(shutil.copy2(_WHEELS[digest], out_dir / _WHEELS[digest].name))
 
 
@@ -357,6 +360,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 
 def _fresh(dest: Path) -> Path:
+    clean_leftovers(dest)  # a killed staging's folder (it can hold every model: gigabytes)
     tmp = dest.parent / f".{dest.name}.staging-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

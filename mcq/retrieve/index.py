@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mcq.errors import IndexMismatchError, RetrievalError
-from mcq.io import library_versions, replace_dir
+from mcq.io import clean_leftovers, folder_lock, library_versions, replace_dir
 from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
 from mcq.retrieve.lexical import DOC_FREQ, DocFreq, DocFreqCounter
 from mcq.retrieve.ranking import reciprocal_rank_fusion
@@ -65,16 +65,20 @@ def build_index(
     out = Path(out)
     _check_out(out)
     corpus_files(corpus)  # a missing or unknown file fails now, before any progress bar or temp folder
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        manifest = _build(corpus, tmp, settings, text_column, progress)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        replace_dir(tmp, out)
-    except BaseException:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    advice = "wait for it to finish, or choose another --out"
+    with folder_lock(out.parent / f".{out.name}.lock", "an index build", advice, target=out):
+        clean_leftovers(out)  # a killed build's temporary folder; an index it had moved aside is put back
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tmp.mkdir(parents=True)
+        try:
+            manifest = _build(corpus, tmp, settings, text_column, progress)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+            replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return manifest
 
 
@@ -306,6 +310,8 @@ def open_index(folder: str | Path, expect: IndexSettings | None = None, verify: 
     """Load an index for searching; with `expect`, settings other than those it was built with are an error.
     Every file's size is checked first (and checksum: small files always, all of them with verify)."""
     folder = Path(folder)
+    if not folder.exists():
+        clean_leftovers(folder)  # a build killed between its two renames had moved the index aside
     manifest = read_manifest(folder)
     check_files(folder, manifest, verify)
     built = settings_from_dict(manifest["settings"])

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mcq.core.export import META_FILE
-from mcq.errors import ConfigError
+from mcq.io import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -99,30 +95,9 @@ def run_lock(layout: RunLayout) -> Iterator[None]:
     """Hold the run folder for one training: a second start into it exits at once naming the holder; a lock
     left by a process that died is taken over with a warning."""
     created = not layout.root.exists()
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.lock_file, "a+", encoding="utf-8") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel when the holder dies
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise ConfigError(
-                f"{layout.root} is in use by a training run ({holder}); wait for it to finish, or choose another "
-                "--output-dir."
-            ) from None
-        fh.seek(0)
-        left = fh.read().strip()
-        if left:
-            log.warning("%s: taking over the lock left by %s, which is no longer running", layout.root, left)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"PID {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        fh.flush()
-        try:
+    try:
+        with folder_lock(layout.lock_file, "a training run", "wait for it to finish, or choose another --output-dir"):
             yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            layout.lock_file.unlink(missing_ok=True)
-            if created and not any(layout.root.iterdir()):
-                layout.root.rmdir()  # a run stopped before writing anything leaves no folder behind
+    finally:
+        if created and layout.root.is_dir() and not any(layout.root.iterdir()):
+            layout.root.rmdir()  # a run stopped before writing anything leaves no folder behind

@@ -1002,3 +1002,16 @@ def test_push_models_stages_linked_weights_whole_and_refuses_a_broken_link(fake,
     assert ship_main("push-models", "--models", str(folder), stage=tmp_path / "st2") == 2
     [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]  # beside: export's bar
     assert "missing ['model.safetensors']" in line and not (tmp_path / "st2" / "models").exists()
+
+
+def test_the_wheel_built_for_push_code_leaves_no_folder_in_the_temp_dir(tmp_path):
+    temp, out = tmp_path / "temp", tmp_path / "out"
+    temp.mkdir()
+    out.mkdir()
+    code = "import sys; from pathlib import Path; from mcq.kaggle.stage import build_wheel; " \
+           "print(build_wheel(Path(sys.argv[1])).name)"
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(temp)}, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (out / proc.stdout.strip()).is_file() and proc.stdout.startswith("mcq-")
+    assert list(temp.iterdir()) == []

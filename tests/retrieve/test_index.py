@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import needs_minilm
 
-from mcq.errors import RetrievalError
+from mcq.errors import ConfigError, RetrievalError
 from mcq.retrieve import sparse
 from mcq.retrieve.corpus import passages
 from mcq.retrieve.dense import dense_kind, ivfpq_shape
@@ -468,3 +468,18 @@ def test_a_manifest_of_the_wrong_shape_is_one_error(built, tmp_path, manifest):
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(RetrievalError, match=f"{MANIFEST}: .*build the index again"):
         open_index(copy)
+
+
+def test_a_build_cleans_a_killed_build_and_two_builds_cannot_share_a_folder(built, tmp_path):
+    from mcq.io import folder_lock
+
+    _, corpus, _ = built
+    out = tmp_path / "ix"
+    leftover = tmp_path / f".ix.tmp-{2**22 + 12345}"
+    (leftover / "bm25").mkdir(parents=True)
+    build_index([corpus], out)
+    assert not leftover.exists() and (out / MANIFEST).is_file()
+    with folder_lock(tmp_path / ".ix.lock", "an index build", "wait"):
+        with pytest.raises(ConfigError, match="is in use by an index build"):
+            build_index([corpus], out)
+    assert (out / MANIFEST).is_file()
