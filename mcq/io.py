@@ -59,6 +59,34 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+# how libraries that are not Python's file API (safetensors' Rust writer) report a full disk or quota
+_DISK_FULL_TEXT = re.compile(r"No space left on device|Disk quota exceeded|StorageFull|os error 28", re.I)
+
+
+def write_failure(err: BaseException) -> str | None:
+    """Why a write failed when the user can fix it (a full disk, a quota, a read-only or forbidden folder), else
+    None (a bug, which keeps its traceback)."""
+    if isinstance(err, OSError) and err.errno in USER_WRITE_ERRORS:
+        return err.strerror or str(err)
+    found = _DISK_FULL_TEXT.search(str(err))
+    if found and not isinstance(err, OSError):
+        return "No space left on device" if "quota" not in found.group(0).lower() else "Disk quota exceeded"
+    return None
+
+
+@contextlib.contextmanager
+def writes_to(where: str | Path, after: str) -> Iterator[None]:
+    """A write failure the user can fix, anywhere inside, becomes one OutputError naming `where`; `after` says
+    what state things are left in and what to do (e.g. 'the previous index is unchanged')."""
+    try:
+        yield
+    except Exception as err:
+        reason = write_failure(err)
+        if reason is None or isinstance(err, OutputError):
+            raise
+        raise OutputError(f"{where}: could not be written ({reason}); {after}") from err
+
+
 def remove_stale_temps(path: Path) -> None:
     """Remove `.NAME.PID.*.tmp` files beside `path` left by a writer that was killed (its PID is gone)."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):

@@ -24,7 +24,7 @@ from slugify import slugify  # python-slugify, which the kaggle CLI depends on a
 
 from mcq import __version__
 from mcq.errors import KaggleSetupError
-from mcq.io import atomic_write_text, clean_leftovers, replace_dir
+from mcq.io import atomic_write_text, clean_leftovers, replace_dir, writes_to
 
 COMPETITION = "kaggle-llm-science-exam"
 DATASET_METADATA = "dataset-metadata.json"
@@ -324,9 +324,11 @@ def _stage_code(
 
 @contextlib.contextmanager
 def _removed_on_failure(tmp: Path) -> Iterator[None]:
-    """A staging folder that fails (a credential found, a full disk) is removed: its copies never linger."""
+    """A staging folder that fails (a credential found, a full disk: one line) is removed: its copies never
+    linger."""
     try:
-        yield
+        with writes_to(tmp.parent, "nothing was staged or uploaded. Free disk space (or --stage-dir elsewhere)"):
+            yield
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

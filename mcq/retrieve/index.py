@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mcq.errors import IndexMismatchError, RetrievalError
-from mcq.io import clean_leftovers, folder_lock, library_versions, replace_dir
+from mcq.io import clean_leftovers, folder_lock, library_versions, replace_dir, writes_to
 from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
 from mcq.retrieve.lexical import DOC_FREQ, DocFreq, DocFreqCounter
 from mcq.retrieve.ranking import reciprocal_rank_fusion
@@ -72,10 +72,12 @@ def build_index(
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        kept = "the previous index is unchanged" if out.exists() else "no index was written"
         try:
-            manifest = _build(corpus, tmp, settings, text_column, progress)
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            replace_dir(tmp, out)
+            with writes_to(out, f"{kept}. Free disk space (the index needs about twice the corpus) and build again"):
+                manifest = _build(corpus, tmp, settings, text_column, progress)
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+                replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -38,7 +38,7 @@ from mcq.core.plan import EXPORT_ID
 from mcq.core.predict import inspect_models, models_logits
 from mcq.core.reader import use_pooling
 from mcq.errors import ConfigError, DataError
-from mcq.io import atomic_write, atomic_write_text, write_array
+from mcq.io import atomic_write, atomic_write_text, write_array, writes_to
 from mcq.train import distributed
 from mcq.train.blend import blend_for_run, export_id
 from mcq.train.config import TrainConfig, resume_differences
@@ -181,7 +181,7 @@ def run_phase(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, r
         optimizers=(build_optimizer(groups, args.adam_epsilon), None),
         compute_metrics=(lambda p: eval_metrics(p, valid)) if valid is not None else None,
     )
-    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    checkpoint = last_complete_checkpoint(out) if resume and out.is_dir() else None
     if checkpoint:
         log.info("seed %d %s: resuming from %s", seed, phase.title, checkpoint)
     summary = [{"name": g["name"], "lr": g["lr"], "params": sum(p.numel() for p in g["params"])} for g in groups]
@@ -190,6 +190,17 @@ def run_phase(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, r
     trainer.train(resume_from_checkpoint=checkpoint)
     warn_if_batch_shrank(cfg, trainer, seed, phase)
     return trainer, summary
+
+
+def last_complete_checkpoint(phase_dir: Path) -> str | None:
+    """The newest checkpoint Trainer finished writing (trainer_state.json is its last file); newer ones a full
+    disk or a kill left half-written are removed, never resumed from."""
+    while (checkpoint := get_last_checkpoint(str(phase_dir))) is not None:
+        if (Path(checkpoint) / "trainer_state.json").is_file():
+            return checkpoint
+        log.warning("%s: half-written (no trainer_state.json), removed; resuming from the one before", checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
 
 
 def log_phase_lrs(seed: int, phase: Phase, groups: list[dict]) -> None:
@@ -363,7 +374,11 @@ def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
         done = finished_seed(layout, seed) if resume else None
         if done:
             log.info("seed %d: already exported to %s, not retrained", seed, done["export"])
-        seeds.append(done or train_seed(cfg, data, seed, resume))
+        if done is None:
+            advice = "free disk space, then run the same command with --resume (the seed continues from its last "
+            with writes_to(layout.seed_dir(seed), advice + "complete checkpoint)"):
+                done = train_seed(cfg, data, seed, resume)
+        seeds.append(done)
     report = {
         "config": dataclasses.asdict(cfg),
         "n_train": len(data.train),

@@ -1015,3 +1015,20 @@ def test_the_wheel_built_for_push_code_leaves_no_folder_in_the_temp_dir(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert (out / proc.stdout.strip()).is_file() and proc.stdout.startswith("mcq-")
     assert list(temp.iterdir()) == []
+
+
+def test_a_full_disk_while_staging_models_is_one_line_and_leaves_no_staging_folder(fake, exported, tmp_path,
+                                                                                   monkeypatch, capsys):
+    import errno
+
+    import mcq.kaggle.stage as stage
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(stage, "_link_or_copy", full)
+    assert ship_main("push-models", "--models", str(exported), stage=tmp_path / "st") == 2
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert "could not be written (No space left on device)" in line and "nothing was staged" in line
+    assert not (tmp_path / "st").exists() or list((tmp_path / "st").iterdir()) == []
+    assert fake.calls() == []

@@ -483,3 +483,24 @@ def test_a_build_cleans_a_killed_build_and_two_builds_cannot_share_a_folder(buil
         with pytest.raises(ConfigError, match="is in use by an index build"):
             build_index([corpus], out)
     assert (out / MANIFEST).is_file()
+
+
+def test_a_full_disk_mid_build_keeps_the_previous_index_and_leaves_no_temporary_folder(built, tmp_path,
+                                                                                      monkeypatch):
+    import errno
+
+    from mcq.errors import OutputError
+    from mcq.retrieve import store
+
+    _, corpus, _ = built
+    out = tmp_path / "ix"
+    before = build_index([corpus], out)["fingerprint"]
+
+    def full(self, passage):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.PassageWriter, "add", full)
+    with pytest.raises(OutputError, match=rf"{out}: could not be written \(No space left on device\); the previous "
+                                          "index is unchanged"):  # fmt: skip
+        build_index([corpus], out)
+    assert open_index(out).fingerprint == before and [p.name for p in tmp_path.iterdir()] == ["ix"]

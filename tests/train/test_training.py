@@ -4,6 +4,7 @@ import gc
 import subprocess
 import sys
 import json
+import re
 import shutil
 import weakref
 from pathlib import Path
@@ -503,3 +504,43 @@ def test_exported_files_get_the_usual_mode(three_seed_run):
     os.umask(umask)
     for path in (Path(cfg.output_dir) / "models" / "seed0").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_half_written_checkpoint_is_not_resumed_from(
+        tiny_deberta, question_files, tmp_path, monkeypatch, capsys, caplog):
+    """safetensors reports a full disk as SafetensorError, not OSError: it must still be one line, and the
+    checkpoint folder it left half-written must not be what --resume continues from."""
+    from safetensors import SafetensorError
+    from transformers import Trainer
+
+    from mcq.cli import main_guard
+    from mcq.train import cli as train_cli
+
+    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "run", seeds=[0], head_steps=0, save_steps=1,
+                      max_steps=3)  # fmt: skip
+    real = Trainer._save_checkpoint
+
+    def full_disk_at_step_2(self, model, trial):
+        if self.state.global_step == 2:
+            Path(self.args.output_dir, "checkpoint-2").mkdir(parents=True)
+            (Path(self.args.output_dir) / "checkpoint-2" / "model.safetensors").write_bytes(b"half")
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                  '"No space left on device" })')  # fmt: skip
+        return real(self, model, trial)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", full_disk_at_step_2)
+    argv = ["--train", cfg.train[0], "--valid", str(cfg.valid), "--model", cfg.model, "--output-dir", cfg.output_dir,
+            "--seeds", "0", "--head-steps", "0", "--save-steps", "1", "--max-steps", "3", "--max-length", "48",
+            "--per-device-batch", "4", "--lr", "1e-3", "--precision", "fp32"]  # fmt: skip
+    assert main_guard(lambda: train_cli.main(argv)) == 2
+    captured = capsys.readouterr().err  # the error follows Trainer's progress bar on its line
+    err = ["error: " + line.split("error: ", 1)[1] for line in captured.splitlines() if "error: " in line]
+    assert len(err) == 1 and "seed0" in err[0] and "No space left on device" in err[0] and "--resume" in err[0]
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real)
+    phase = tmp_path / "run" / "seed0" / "phase2"
+    assert (phase / "checkpoint-1").is_dir()
+    caplog.set_level("INFO")
+    assert main_guard(lambda: train_cli.main([*argv, "--resume"])) == 0
+    assert "checkpoint-2: half-written" in caplog.text and "resuming from" in caplog.text
+    assert re.search(r"seed 0 .*: resuming from \S*checkpoint-1\b", caplog.text)
+    assert (tmp_path / "run" / "models" / "seed0").is_dir()
