@@ -9,6 +9,9 @@ locally is what runs:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ from mcq.io import atomic_write_text, write_array
 log = logging.getLogger(__name__)
 
 BLEND_FILE = "blend.json"  # beside the submission when the weights were tuned on a validation file
+RECORD_FILE = "inference.json"  # beside the submission, written last: which files belong to this run
 
 
 @dataclass
@@ -133,11 +137,14 @@ def write_outputs(
     arrays |= {f"evidence_{k}": x for k, x in members.items() if k != "models"}
     if len(members) > 1 or "models" not in members:
         arrays["logits_blend"] = final
+    (out.parent / RECORD_FILE).unlink(missing_ok=True)  # from here until the new record, no pair is vouched for
     for name, array in arrays.items():
         write_array(out.parent / f"{name}.npy", array)  # python -m mcq.core.blend reads valid_logits_*
     if tuned is not None:
         atomic_write_text(out.parent / BLEND_FILE, tuned.to_json())
     write_submission(frame, out, questions.ids, questions.letters)
+    written = [out.parent / f"{n}.npy" for n in arrays] + ([out.parent / BLEND_FILE] if tuned else []) + [out]
+    atomic_write_text(out.parent / RECORD_FILE, json.dumps(record(plan, written), indent=2, default=str))
     result = InferResult(
         out, len(questions), [str(m.path) for m in plan.models], tta_rotations=plan.cfg.tta_rotations,
         blend=tuned, member_blend=plan.blend, reader=plan.cfg.reader,
@@ -148,6 +155,14 @@ def write_outputs(
             scored["blend"] = final
         result.map3 = {name: map3_score(x, questions.answers, questions.options) for name, x in scored.items()}
     return result
+
+
+def record(plan: Plan, written: list[Path]) -> dict:
+    """inference.json, written last: these files (by checksum) came from one run with these settings. A run
+    killed part-way leaves no record beside files of two runs."""
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in written}
+    settings = dataclasses.asdict(plan.cfg)
+    return {"files": files, "settings": settings, "models": [str(m.path) for m in plan.models]}
 
 
 def _stages(timings: dict[str, float], plan: Plan) -> dict[str, float]:

@@ -85,6 +85,8 @@ def read_articles(path: Path, text_column: str | None = None) -> Iterator[Articl
             names, columns = chunk_names, _columns(path, chunk_names, columns["text"])
         for offset, record in enumerate(rows):
             row = start + offset
+            if record and columns["text"] not in record:
+                _other_text_key(path, row, record, columns["text"])
             text = _cell(record.get(columns["text"]), path, row, columns["text"])
             if not text.strip():
                 empty += 1
@@ -94,6 +96,17 @@ def read_articles(path: Path, text_column: str | None = None) -> Iterator[Articl
             yield Article(str(path), row, doc or f"{path.name}:{row}", title.strip(), text)
     if empty:
         log.warning("%s: %d row(s) with an empty '%s' skipped", path, empty, columns["text"])
+
+
+def _other_text_key(path: Path, row: int, record: dict, text: str | None) -> None:
+    """A JSON line whose text sits under another text key than the corpus's: say so rather than skip it as
+    empty (the rows would be lost behind a warning about empty text)."""
+    other = next((k for k in record if k.lower() in TEXT_COLUMNS and k != text), None)
+    if other is not None:
+        raise RetrievalError(
+            f"{path}: row {row}: no '{text}' key but '{other}'; the corpus must keep its text under one key. "
+            f"Rename the key in the file, or pass --text-column {other} for a corpus that uses it throughout."
+        )
 
 
 def _chain(first, rest):

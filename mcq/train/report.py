@@ -26,7 +26,7 @@ def render_markdown(report: dict) -> str:
         f"# Training report: {cfg['model']}",
         "",
         f"{report['n_train']} training and {report['n_valid']} validation questions; "
-        f"top LR {report['top_lr']:.4g}; wall time {report['wall_s']:.0f}s.",
+        f"top LR {report['top_lr']:.4g}; wall time {_wall(report)}.",
         *_peft_line(cfg),
         "",
         "| seed | valid MAP@3 | per-epoch MAP@3 | trainable / total params | wall s |",
@@ -60,6 +60,12 @@ def render_markdown(report: dict) -> str:
         lines += [f"| {name} | {lr:.3g} | {params:,} |" for name, lr, params in merge_decay_twins(groups)]
     lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in report["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _wall(report: dict) -> str:
+    """'812s', or for a resumed run '640s in all (75s in this process)': each seed's own time is counted."""
+    total, here = report.get("total_wall_s", report["wall_s"]), report["wall_s"]
+    return f"{here:.0f}s" if abs(total - here) < 1 else f"{total:.0f}s in all ({here:.0f}s in this process)"
 
 
 def _peft_line(cfg: dict) -> list[str]:

@@ -370,16 +370,19 @@ def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
         atomic_write_text(layout.data_fingerprint, data.train_fingerprint)
         atomic_write_text(layout.config, json.dumps(dataclasses.asdict(cfg), indent=2))  # the data was good
     seeds = []
+    training_s = 0.0  # seconds this process spent training seeds (each seed also records its own)
     for seed in cfg.seeds:
         done = finished_seed(layout, seed) if resume else None
         if done:
             log.info("seed %d: already exported to %s, not retrained", seed, done["export"])
         if done is None:
             advice = "free disk space, then run the same command with --resume (the seed continues from its last "
+            begun = time.perf_counter()
             with writes_to(layout.seed_dir(seed), advice + "complete checkpoint)"):
                 done = train_seed(cfg, data, seed, resume)
+            training_s += time.perf_counter() - begun
         seeds.append(done)
-    report = {
+    report: dict = {
         "config": dataclasses.asdict(cfg),
         "n_train": len(data.train),
         "n_valid": len(data.valid) if data.valid else 0,
@@ -388,6 +391,8 @@ def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
         "seeds": seeds,
         "wall_s": time.perf_counter() - start,
     }
+    # a resumed run: the seeds trained by earlier processes count too (wall_s is this process's alone)
+    report["total_wall_s"] = report["wall_s"] - training_s + sum(s.get("wall_s", 0.0) for s in seeds)
     if data.valid is not None and distributed.is_main():
         assert data.valid.answers is not None
         logits = [seed_valid_logits(cfg, layout, s, data.valid) for s in seeds]

@@ -1,4 +1,5 @@
 """Inference: exported folders -> checked ensemble submission; the bad-folder errors; the CLI."""
+import dataclasses
 import json
 import shutil
 
@@ -281,3 +282,26 @@ def test_an_extra_option_column_is_not_scored_as_a_sixth_option(models, tmp_path
     sub = pd.read_csv(result.submission, dtype=str)
     assert all(set(p.split()) <= set("ABCDE") for p in sub["prediction"])
     assert "column(s) F" in caplog.text and "trained on A-E" in caplog.text
+
+
+def test_the_record_written_last_vouches_for_the_files_of_one_run(models, question_files, tmp_path, monkeypatch):
+    """A kill between the logits and the submission must not leave a pair that looks like one run's."""
+    import hashlib
+
+    import mcq.core.infer
+
+    out = tmp_path / "o" / "submission.csv"
+    cfg = InferConfig(models=[str(m) for m in models], test=str(question_files["valid"]), out=str(out))
+    run_inference(cfg)
+    record = json.loads((out.parent / "inference.json").read_text())
+    assert set(record["files"]) == {"submission.csv", "logits_ensemble.npy", *(f"logits_{m.name}.npy" for m in models)}
+    for name, digest in record["files"].items():
+        assert hashlib.sha256((out.parent / name).read_bytes()).hexdigest() == digest
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if killed after the new logits, before the submission
+
+    monkeypatch.setattr(mcq.core.infer, "write_submission", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(dataclasses.replace(cfg, test=str(question_files["test"])))
+    assert not (out.parent / "inference.json").exists() and out.exists()

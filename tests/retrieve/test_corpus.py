@@ -301,3 +301,11 @@ def test_fingerprint_follows_the_content_not_the_file_name_or_format(tmp_path):
     retitled = [dict(r) for r in ROWS]
     retitled[2]["title"] = "Saturn"
     assert fingerprint([write(tmp_path / "retitled.csv", retitled)]) != before
+
+
+def test_json_lines_with_the_text_under_two_keys_name_the_row_instead_of_losing_it(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "Atoms are small particles of matter."}\n'
+                    '{"content": "Cells divide by mitosis in most tissues."}\n', encoding="utf-8")  # fmt: skip
+    with pytest.raises(RetrievalError, match=r"c\.jsonl: row 2: no 'text' key but 'content'.*--text-column"):
+        list(read_articles(path))

@@ -544,3 +544,13 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_half_written_checkpoint
     assert "checkpoint-2: half-written" in caplog.text and "resuming from" in caplog.text
     assert re.search(r"seed 0 .*: resuming from \S*checkpoint-1\b", caplog.text)
     assert (tmp_path / "run" / "models" / "seed0").is_dir()
+
+
+def test_a_resumed_run_reports_the_time_of_every_process(three_seed_run):
+    cfg, first = three_seed_run
+    shutil.rmtree(Path(cfg.output_dir) / "models" / "seed1")
+    report = run_training(cfg, resume=True)
+    kept = first["seeds"][0]["wall_s"] + first["seeds"][2]["wall_s"]
+    assert report["total_wall_s"] > report["wall_s"] + kept * 0.99
+    assert f"{report['total_wall_s']:.0f}s in all ({report['wall_s']:.0f}s in this process)" in \
+        (Path(cfg.output_dir) / "report.md").read_text()
