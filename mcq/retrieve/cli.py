@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctx.add_argument("--out", required=True, help="the same questions with a context column (same format as its name)")
     ctx.add_argument("--k", type=positive_int, default=CONTEXT.k, help="passages per question, best first")
     ctx.add_argument("--max-chars", type=positive_int, default=CONTEXT.max_chars, help="characters of context at most")
+    verify = sub.add_parser("verify", help="check every file of an index against its manifest's sizes and checksums")
+    verify.add_argument("--index", required=True, help="index folder made by `build`")
     return parser
 
 
@@ -62,7 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     if args.command == "build":
         return _build(args)
+    if args.command == "verify":
+        return _verify(args)
     return _context(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Every checksum (open_index checks sizes and small files only): before shipping a copied index."""
+    from mcq.retrieve.index import check_files, read_manifest
+
+    manifest = read_manifest(args.index)
+    if "files" not in manifest:
+        raise ConfigError(f"{args.index}: its manifest lists no files (an older mcq built it); build it again")
+    check_files(Path(args.index), manifest, verify=True)
+    size = sum(entry["bytes"] for entry in manifest["files"].values())
+    print(f"{args.index}: {len(manifest['files'])} files, {size / 2**20:.1f} MiB, every size and checksum as built")
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

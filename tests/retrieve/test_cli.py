@@ -218,3 +218,18 @@ def test_tfidf_over_stop_words_only_is_one_line(tmp_path, capsys):
     errors = [line for line in err if line.startswith("error:")]  # the other lines are the progress bar
     assert code == 2 and len(errors) == 1 and "no word to index" in errors[0] and "Traceback" not in "".join(err)
     assert not (tmp_path / "ix").exists() and not list(tmp_path.glob(".ix.tmp-*"))
+
+
+def test_verify_checks_every_checksum_and_names_a_damaged_file(index, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(index, copy)
+    code, err = guarded(["verify", "--index", str(copy)], capsys)
+    assert code == 0
+    passages = copy / "passages.jsonl"
+    data = bytearray(passages.read_bytes())
+    data[3] ^= 0x20
+    passages.write_bytes(bytes(data))
+    code, err = guarded(["verify", "--index", str(copy)], capsys)
+    assert code == 2 and len(err) == 1 and "passages.jsonl: its checksum differs" in err[0]

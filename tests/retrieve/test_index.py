@@ -504,3 +504,31 @@ def test_a_full_disk_mid_build_keeps_the_previous_index_and_leaves_no_temporary_
                                           "index is unchanged"):  # fmt: skip
         build_index([corpus], out)
     assert open_index(out).fingerprint == before and [p.name for p in tmp_path.iterdir()] == ["ix"]
+
+
+def test_a_build_killed_with_sigkill_is_cleaned_up_by_the_next_one(tmp_path):
+    """kill -9 in the middle of a build: the next build removes its temporary folder and builds the index."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    corpus = tmp_path / "big.csv"
+    words = "atom cell energy force mass light wave photon electron proton gene protein enzyme carbon".split()
+    rows = [f"row{i} " + " ".join(words[(i * 7 + j) % len(words)] + str(j) for j in range(60)) for i in range(20_000)]
+    pd.DataFrame({"text": rows}).to_csv(corpus, index=False)
+    out = tmp_path / "ix"
+    code = "import sys; from mcq.retrieve.index import build_index; build_index([sys.argv[1]], sys.argv[2])"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(corpus), str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".ix.tmp-*/passages.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(tmp_path.glob(".ix.tmp-*")), "the build never started writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not out.exists() and list(tmp_path.glob(".ix.tmp-*"))
+    manifest = build_index([corpus], out)
+    assert manifest["passages"] == 20_000 and not list(tmp_path.glob(".ix.*"))
+    open_index(out)
