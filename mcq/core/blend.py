@@ -232,6 +232,8 @@ class MemberBlend:
     n_questions: int = 0
     valid: str = ""
     embedder: str = ""  # dense evidence: the embedder it was measured with
+    evidence_k: int | None = None  # passages the evidence read per question (None: the models' own context)
+    evidence_chars: int | None = None
 
     def to_meta(self) -> dict:
         return asdict(self)
@@ -266,6 +268,7 @@ def choose_blend(
     seed: int = 0,
     valid: str = "",
     embedder: str = "",
+    evidence_context: tuple[int, int] | None = None,
 ) -> MemberBlend:
     """The blend of z-scored members that scores best on validation: the first member alone, equal weights, or
     weights fitted as `fit_weights` fits models' (the same rule: used only if they beat the better of the two
@@ -292,8 +295,9 @@ def choose_blend(
         + f" (tuned: {folds}-fold cross-validated); gain over {names[0]} alone {boot.mean:+.4f} "
         f"[95 % interval {boot.low:+.4f}, {boot.high:+.4f}]"
     )
+    k, chars = evidence_context or (None, None)
     return MemberBlend(
-        names, weights, choice, scores, boot.mean, boot.low, boot.high, reason, len(answers), valid, embedder
+        names, weights, choice, scores, boot.mean, boot.low, boot.high, reason, len(answers), valid, embedder, k, chars
     )
 
 

@@ -20,12 +20,15 @@ from mcq.core.openbook import context_settings, model_retrieval, open_book, open
 from mcq.core.predict import ExportedModel, check_max_length, inspect_models
 from mcq.core.tta import check_rotations
 from mcq.errors import ConfigError
+from mcq.retrieve.settings import ContextSettings
 
 log = logging.getLogger(__name__)
 
 TUNE_FOLDS = 5  # cross-validation folds inside the validation file that decide whether tuned weights are used
 BLEND_KEY = "blend"  # mcq_model.json: the blend training chose
 EXPORT_ID = "export_id"  # mcq_model.json: which run and seed a model is (a blend names its models by it)
+CONTEXT_KEY = "context_source"  # mcq_model.json: "none" for a model trained closed book (it reads no context)
+EVIDENCE_K, EVIDENCE_CHARS = 5, 4000  # the evidence reader's own retrieval unless --k / --context-chars
 
 
 @dataclass
@@ -42,8 +45,18 @@ class Plan:
     scorer: EvidenceScorer | None = None
     evidence: list[str] = field(default_factory=list)  # the evidence scores to compute
 
+    @property
+    def closed_book(self) -> bool:
+        """The models were trained with no context: they read none (the evidence may still read some)."""
+        return bool(self.models) and all(m.meta.get(CONTEXT_KEY) == "none" for m in self.models)
+
     def contextualise(self, questions: Questions) -> Questions:
-        """The questions with retrieved context when an index is open; a warning when the models expect one."""
+        """The questions as the models read them: with retrieved context when an index is open (a warning when
+        the models expect one and there is none), without any for models trained closed book."""
+        if self.closed_book:
+            return dataclasses.replace(questions, contexts=None)
+        if not self.models:
+            return questions  # the evidence reader retrieves for itself
         if self.index is not None:
             settings = context_settings(self.recorded, self.cfg.k, self.cfg.context_chars)
             return open_book(questions, self.index, settings)
@@ -56,9 +69,22 @@ class Plan:
         return questions
 
     def evidence_scores(self, questions: Questions) -> dict[str, np.ndarray]:
+        """The evidence scores of the questions' context: its own retrieval when the blend recorded one (or for
+        the evidence reader), else the context the models read."""
         if not self.evidence or self.scorer is None:
             return {}
+        own = self.evidence_context()
+        if own is not None and self.index is not None:
+            questions = open_book(questions, self.index, own)  # replaces the models' context, if any
         return self.scorer.scores(questions, self.evidence, progress=len(questions) >= 500)
+
+    def evidence_context(self) -> ContextSettings | None:
+        """How many passages and characters the evidence reads, when not the models' own context."""
+        if self.cfg.reader == "evidence":
+            return ContextSettings(self.cfg.k or EVIDENCE_K, self.cfg.context_chars or EVIDENCE_CHARS)
+        if self.blend is not None and self.blend.evidence_k:
+            return ContextSettings(self.blend.evidence_k, self.blend.evidence_chars or EVIDENCE_CHARS)
+        return None
 
     def combine(self, members: dict[str, np.ndarray], options) -> np.ndarray:
         """The final scores: the models alone, or the blend of z-scored members (recorded, or equal weights for

@@ -41,11 +41,11 @@ def _backends(settings: IndexSettings) -> list[str]:
     return {"hybrid": ["bm25", "dense"]}.get(settings.retriever, [settings.retriever])
 
 
-def _builder(name: str, settings: IndexSettings):
+def _builder(name: str, settings: IndexSettings, scratch: Path):
     from mcq.retrieve import sparse
 
     if name == "bm25":
-        return sparse.BM25Builder()
+        return sparse.BM25Builder(scratch)
     if name == "tfidf":
         return sparse.TfidfBuilder(settings.tfidf_max_features)
     from mcq.retrieve.dense import DenseBuilder
@@ -93,7 +93,7 @@ def _check_out(out: Path) -> None:
 def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, progress: bool) -> dict:
     start = time.perf_counter()
     names = _backends(settings)
-    builders = {name: _builder(name, settings) for name in names}
+    builders = {name: _builder(name, settings, tmp) for name in names}
     writer = PassageWriter(tmp)
     freq = DocFreqCounter()
     stats: dict = {}

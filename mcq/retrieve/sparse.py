@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from mcq.errors import RetrievalError
+from mcq.retrieve.bm25_matrix import TokenSpool, bm25_matrix
 from mcq.retrieve.ranking import top_k
 
 BM25_DIR = "bm25"
+SPOOL = ".bm25-tokens.bin"  # token ids while an index builds (removed before it is finished)
 TFIDF_DIR = "tfidf"
 
 
@@ -28,20 +30,30 @@ def _bm25s():
 
 
 class BM25Builder:
-    """bm25s' own tokenizer (lower case, English stop words), fed chunk by chunk: only token ids are kept."""
+    """bm25s' own tokenizer (lower case, English stop words), fed chunk by chunk; the token ids go to a file in
+    the index's build folder, and the score matrix is built from it in bounded memory (mcq.retrieve.bm25_matrix)
+    and saved in bm25s' format."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch: Path) -> None:
         self.tokenizer = _bm25s().tokenization.Tokenizer(stopwords="en")
-        self.ids: list[np.ndarray] = []
+        self.spool = TokenSpool(Path(scratch) / SPOOL)
 
     def add(self, texts: list[str]) -> None:
         for doc in self.tokenizer.streaming_tokenize(texts, update_vocab=True):
-            self.ids.append(np.asarray(doc, dtype=np.int32))
+            self.spool.add(np.asarray(doc, dtype=np.int32))
 
     def finish(self, folder: Path, texts: Callable[[], Iterable[str]]) -> dict:
         bm25s = _bm25s()
-        model = bm25s.BM25()
-        model.index(self.tokenizer.to_tokenized_tuple(self.ids), show_progress=False)
+        tokens, lengths = self.spool.close()
+        vocab = dict(self.tokenizer.get_vocab_dict())
+        data, indices, indptr = bm25_matrix(tokens, lengths, len(vocab))
+        del tokens
+        self.spool.path.unlink()
+        model = bm25s.BM25()  # what BM25.index would set, from our matrix
+        model.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": len(lengths)}
+        model.vocab_dict = vocab | ({"": max(vocab.values(), default=-1) + 1} if "" not in vocab else {})
+        model.unique_token_ids_set = set(model.vocab_dict.values())
+        model.nonoccurrence_array = None  # lucene scores need none
         out = folder / BM25_DIR
         model.save(str(out), show_progress=False)
         self.tokenizer.save_vocab(str(out))
@@ -50,7 +62,12 @@ class BM25Builder:
 
 
 class BM25Searcher:
-    def __init__(self, folder: Path):
+    """Scores a query from bm25s' memory-mapped matrix itself: only the passages that hold a query word are
+    scored (their postings gathered and summed), so a query costs its words' postings, not the corpus size.
+    With `query_terms` N > 0 only the query's N rarest words are looked up (a query is a prompt and five
+    options: its common words cost the most and tell the least)."""
+
+    def __init__(self, folder: Path, query_terms: int = 0):
         bm25s = _bm25s()
         where = folder / BM25_DIR
         self.model = bm25s.BM25.load(str(where), mmap=True, show_progress=False)
@@ -58,16 +75,40 @@ class BM25Searcher:
         self.tokenizer.load_vocab(str(where))
         self.tokenizer.load_stopwords(str(where))
         self.n = int(self.model.scores["num_docs"])
+        self.query_terms = query_terms
+        indptr = np.asarray(self.model.scores["indptr"])
+        self.df = np.diff(indptr)  # passages holding each word: rarest first when the query is pruned
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        tokens = list(self.tokenizer.streaming_tokenize(queries, update_vocab=False))
-        take = min(k, self.n)
-        ids, scores = self.model.retrieve(
-            self.tokenizer.to_tokenized_tuple(tokens), k=take, show_progress=False, n_threads=1
-        )
-        ids, scores = np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float32)
-        ids[scores <= 0] = -1  # no query word in the passage: not a match
-        return _pad(ids, scores, k)
+        tokens = self.tokenizer.streaming_tokenize(queries, update_vocab=False)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for row, words in enumerate(tokens):
+            found, score = self.score(np.asarray(words, dtype=np.int64))
+            if len(found):
+                best, top = top_k(score[None], k)
+                keep = best[0] >= 0
+                ids[row, : keep.sum()] = found[best[0][keep]]
+                scores[row, : keep.sum()] = top[0][keep]
+        return ids, scores
+
+    def score(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(passages holding a query word, their BM25 scores): bm25s' sum over the query's words, a repeated
+        word counted as often as it is repeated."""
+        words, repeats = np.unique(words, return_counts=True)
+        if self.query_terms and len(words) > self.query_terms:
+            keep = np.argsort(self.df[words], kind="stable")[: self.query_terms]
+            words, repeats = words[keep], repeats[keep]
+        matrix = self.model.scores
+        indptr = matrix["indptr"]
+        starts, ends = np.asarray(indptr[words], dtype=np.int64), np.asarray(indptr[words + 1], dtype=np.int64)
+        lengths = ends - starts
+        if not lengths.sum():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        at = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+        weights = np.asarray(matrix["data"][at], dtype=np.float64) * np.repeat(repeats, lengths)
+        passages, inverse = np.unique(np.asarray(matrix["indices"][at]), return_inverse=True)
+        return passages.astype(np.int64), np.bincount(inverse, weights=weights).astype(np.float32)
 
 
 class TfidfBuilder:

@@ -18,8 +18,10 @@ from mcq.core.blend import MemberBlend, choose_blend
 from mcq.core.data import Questions
 from mcq.core.evidence import scorer_for
 from mcq.core.export import write_meta
+from mcq.core.openbook import open_book
 from mcq.core.plan import BLEND_KEY, EXPORT_ID, has_context
 from mcq.io import write_array
+from mcq.retrieve.settings import ContextSettings
 from mcq.train.config import RESUMABLE, TrainConfig
 from mcq.train.layout import RunLayout
 
@@ -39,18 +41,20 @@ def blend_for_run(cfg: TrainConfig, layout: RunLayout, valid: Questions, ensembl
     """Choose the blend on the validation set and record it in every exported model of the run; None when the
     run has no validation context or no evidence is asked for (the models then score alone)."""
     kinds = [k for k in cfg.evidence if k != "none"]
-    if not kinds or not has_context(valid):
+    if not kinds or not (cfg.index or has_context(valid)):
         return None
     if len(valid) < MIN_QUESTIONS:
         log.info("%s: %d validation questions, too few to choose a blend (%d at least); the models score alone",
                  cfg.valid, len(valid), MIN_QUESTIONS)  # fmt: skip
         return None
-    assert valid.answers is not None
-    index = None
-    if cfg.index and cfg.context_source in ("auto", "index"):
+    answers = valid.answers
+    assert answers is not None
+    index, context = None, None
+    if cfg.index:  # the evidence reads its own passages, whatever context the models read (even none)
         from mcq.retrieve.index import open_index
 
-        index = open_index(cfg.index)
+        index, context = open_index(cfg.index), (cfg.evidence_k, cfg.evidence_chars)
+        valid = open_book(valid, index, ContextSettings(*context))
     scorer = scorer_for(index, cfg.evidence_embedder, valid)
     usable = [k for k in kinds if k in scorer.kinds]
     if len(usable) < len(kinds):
@@ -60,10 +64,11 @@ def blend_for_run(cfg: TrainConfig, layout: RunLayout, valid: Questions, ensembl
         write_array(layout.valid_evidence(kind), array)
     blend = choose_blend(
         {"models": ensemble} | scores,
-        valid.answers,
+        answers,
         valid.options,
         valid=str(cfg.valid),
         embedder=scorer.embedder_name if "dense" in usable else "",
+        evidence_context=context,
     )
     record_blend(cfg, layout, blend)
     log.info("blend of the models with %s evidence: %s", ", ".join(usable), blend.reason)

@@ -13,6 +13,8 @@ from mcq.train.lr import SHAPES
 
 PEFT_METHODS = ("none", "lora")
 CONTEXT_SOURCES = ("auto", "index", "file", "none")
+# the evidence's own retrieval (chosen on stem1k questions 0-799, which no reported figure scores: BENCHMARKS)
+EVIDENCE_K, EVIDENCE_CHARS = 5, 4000
 MIN_MAX_LENGTH = 16  # fewer tokens cannot hold a prompt, an option and the special tokens
 
 
@@ -137,6 +139,10 @@ class TrainConfig:
     evidence_embedder: str | None = help_field(
         None, "a local sentence-transformers folder (or package:<module>) for dense evidence where the index has none"
     )
+    evidence_k: int = help_field(
+        EVIDENCE_K, "passages the evidence scores read per question, retrieved from `index` for them alone"
+    )
+    evidence_chars: int = help_field(EVIDENCE_CHARS, "characters of those passages the evidence scores read at most")
     # export
     export_fp16: bool = help_field(False, "export weights in fp16 (half the size; logits equal to fp16 tolerance)")
 
@@ -178,6 +184,8 @@ class TrainConfig:
             "save_steps",
             "retrieve_k",
             "context_chars",
+            "evidence_k",
+            "evidence_chars",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
@@ -232,6 +240,8 @@ RESUMABLE = {
     "attention",
     "evidence",  # the blend is chosen again after the seeds, from their saved validation logits
     "evidence_embedder",
+    "evidence_k",
+    "evidence_chars",
 }
 
 

@@ -34,7 +34,7 @@ from mcq.core.model import (
     resolve_model_path,
     word_embedding_names,
 )
-from mcq.core.plan import EXPORT_ID
+from mcq.core.plan import CONTEXT_KEY, EXPORT_ID
 from mcq.core.predict import inspect_models, models_logits
 from mcq.core.reader import use_pooling
 from mcq.errors import ConfigError, DataError
@@ -292,7 +292,8 @@ def _word_embedding_size(model) -> int:
 def export_and_score(cfg: TrainConfig, data: RunData, model, seed: int) -> dict:
     """Export the seed's model, score the exported folder through the inference path, then commit it."""
     dest = RunLayout.of(cfg.output_dir).export_dir(seed)
-    extra: dict = {EXPORT_ID: export_id(cfg, seed)} | ({"retrieval": data.retrieval} if data.retrieval else {})
+    extra: dict = {EXPORT_ID: export_id(cfg, seed), CONTEXT_KEY: cfg.context_source}
+    extra |= {"retrieval": data.retrieval} if data.retrieval else {}
     if cfg.peft == "lora":
         extra["peft"] = export_record(cfg, model.config.model_type)
         model = merge_for_export(model)  # a plain model: inference and the kernel need no peft

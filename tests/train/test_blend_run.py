@@ -131,3 +131,25 @@ def test_a_small_validation_set_chooses_no_blend(tiny_deberta, tmp_path, caplog)
     report = run_training(cfg)
     assert "blend" not in report and "too few to choose a blend" in caplog.text
     assert "blend" not in json.loads((tmp_path / "run" / "models" / "seed0" / "mcq_model.json").read_text())
+
+
+def test_a_closed_book_run_blends_with_evidence_read_from_its_own_retrieval(tiny_deberta, tmp_path):
+    """context_source none: the models read no context, yet the blend's evidence reads evidence_k passages
+    from the index, in training and at inference alike."""
+    files = {"train": write_questions(tmp_path / "train.csv", 12, seed=1),
+             "valid": write_questions(tmp_path / "valid.csv", 24, seed=2)}  # fmt: skip
+    build_index([write_corpus(tmp_path / "corpus.csv", 40, seed=5)], tmp_path / "index")
+    cfg = tiny_config(tiny_deberta, files, tmp_path / "run", seeds=[0], max_steps=1, head_steps=0,
+                      index=str(tmp_path / "index"), context_source="none", evidence_k=4, evidence_chars=900)
+    report = run_training(cfg)
+    assert report["blend"]["evidence_k"] == 4 and report["blend"]["evidence_chars"] == 900
+    meta = json.loads((tmp_path / "run" / "models" / "seed0" / "mcq_model.json").read_text())
+    assert meta["context_source"] == "none" and "retrieval" not in meta
+    out = tmp_path / "o" / "s.csv"
+    assert infer_cli.main(["--models", str(tmp_path / "run" / "models"), "--test", cfg.valid, "--out", str(out),
+                           "--index", str(tmp_path / "index")]) == 0  # fmt: skip
+    # the model read no context: its logits are those training scored; the evidence read 4 passages
+    np.testing.assert_allclose(np.load(out.parent / "logits_seed0.npy"),
+                               np.load(tmp_path / "run" / "seed0" / "valid_logits.npy"), atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(np.load(out.parent / "evidence_lexical.npy"),
+                               np.load(tmp_path / "run" / "valid_evidence_lexical.npy"), atol=1e-6)  # fmt: skip
