@@ -20,7 +20,7 @@ from mcq.core.openbook import context_settings, model_retrieval, open_book, open
 from mcq.core.predict import ExportedModel, check_max_length, inspect_models
 from mcq.core.tta import check_rotations
 from mcq.errors import ConfigError
-from mcq.retrieve.settings import ContextSettings
+from mcq.retrieve.settings import EVIDENCE_CHARS, EVIDENCE_K, ContextSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ TUNE_FOLDS = 5  # cross-validation folds inside the validation file that decide 
 BLEND_KEY = "blend"  # mcq_model.json: the blend training chose
 EXPORT_ID = "export_id"  # mcq_model.json: which run and seed a model is (a blend names its models by it)
 CONTEXT_KEY = "context_source"  # mcq_model.json: "none" for a model trained closed book (it reads no context)
-EVIDENCE_K, EVIDENCE_CHARS = 5, 4000  # the evidence reader's own retrieval unless --k / --context-chars
 
 
 @dataclass

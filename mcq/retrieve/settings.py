@@ -62,6 +62,11 @@ class IndexSettings:
         return dataclasses.asdict(self)
 
 
+# What the evidence scores read per question, retrieved for them alone: k 3, 2,000 characters scored best
+# among k 2/3/5/8 on stem1k questions 0-799, which no reported figure scores (docs/BENCHMARKS.md)
+EVIDENCE_K, EVIDENCE_CHARS = 3, 2000
+
+
 @dataclass(frozen=True)
 class ContextSettings:
     """How retrieved passages become a question's context: the top k, best first, within a budget."""

@@ -9,12 +9,11 @@ from mcq.config import help_field
 from mcq.core.attention import ATTENTION, DEFAULT_ATTENTION
 from mcq.core.reader import ReaderSettings
 from mcq.errors import ConfigError
+from mcq.retrieve.settings import EVIDENCE_CHARS, EVIDENCE_K
 from mcq.train.lr import SHAPES
 
 PEFT_METHODS = ("none", "lora")
 CONTEXT_SOURCES = ("auto", "index", "file", "none")
-# the evidence's own retrieval (chosen on stem1k questions 0-799, which no reported figure scores: BENCHMARKS)
-EVIDENCE_K, EVIDENCE_CHARS = 5, 4000
 MIN_MAX_LENGTH = 16  # fewer tokens cannot hold a prompt, an option and the special tokens
 
 
