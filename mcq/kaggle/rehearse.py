@@ -172,6 +172,11 @@ def rehearse(args: argparse.Namespace, root: Path) -> dict:
             f"peak memory of the kernel: {report['peak_rss_bytes'] / 2**30:.2f} GiB; projected for "
             f"{args.target_questions} questions: {memory / 2**30:.2f} GiB (Kaggle: ~13 GiB RAM)"
         )
+    working = sum(p.stat().st_size for p in (root / "working").rglob("*") if p.is_file())
+    print(f"budget for {args.target_questions} questions, per stage, on this machine (a T4 differs; scale by its "
+          "speed), against Kaggle's limits:")  # fmt: skip
+    for line in budget_lines(budget(report, working, args.target_questions)):
+        print(line)
     return report
 
 
@@ -366,6 +371,48 @@ def check_outputs(root: Path, questions) -> dict:
     if not Path(report["code"]).resolve().is_relative_to((root / "input").resolve()):
         raise RehearsalError(f"the kernel imported mcq from {report['code']}, not from the code dataset under input/.")
     return report
+
+
+KAGGLE_LIMITS = {"ram_bytes": 13 * 2**30, "disk_bytes": 20 * 2**30, "seconds": 9 * 3600}  # T4 kernels
+
+
+def budget(report: dict, working_bytes: int, target: int = HIDDEN_TEST_QUESTIONS) -> list[dict]:
+    """The kernel's budget for `target` questions, per stage, each against Kaggle's limits: retrieval, evidence
+    scores and each model scale with the questions (their measured per-question cost on this index and these
+    models), loading is paid once; peak RAM and working disk as measured plus what more questions hold."""
+    t, n = report["timings"], report["n_questions"]
+    models = max(1, report.get("n_models", 1))
+    forward = min(t["forward_s"], t["predict_s"])
+    per_model_fixed = (t["predict_s"] - forward) / models
+    stages = {
+        "retrieval": t.get("retrieve_s", 0.0) / n * target,
+        "evidence scores": t.get("evidence_s", 0.0) / n * target,
+        "tokenising": t.get("tokenise_s", 0.0) / n * target,
+        "each model": forward / models / n * target + per_model_fixed,
+    }
+    total = t["find_s"] + t["load_s"] + sum(v for k, v in stages.items() if k != "each model")
+    total += stages["each model"] * models + t.get("write_s", 0.0) / n * target
+    seconds = KAGGLE_LIMITS["seconds"]
+    rows = [{"stage": k, "projected_s": v, "fits": v <= seconds, "limit": "9 h"} for k, v in stages.items()]
+    rows.append({"stage": "total", "projected_s": total, "fits": total <= seconds, "limit": "the kernel's 9 h"})
+    ram = project_memory(report.get("peak_rss_bytes") or 0, n, target)
+    rows.append({"stage": "peak RAM", "bytes": ram, "fits": ram <= KAGGLE_LIMITS["ram_bytes"], "limit": "~13 GiB"})
+    disk = int(working_bytes * max(1.0, target / n))
+    rows.append(
+        {"stage": "working disk", "bytes": disk, "fits": disk <= KAGGLE_LIMITS["disk_bytes"], "limit": "20 GB"}
+    )
+    return rows
+
+
+def budget_lines(rows: list[dict]) -> list[str]:
+    """One line a stage; a stage over its limit starts with DOES NOT FIT."""
+    out = []
+    for r in rows:
+        amount = f"{r['projected_s'] / 60:.1f} min" if "projected_s" in r else f"{r['bytes'] / 2**30:.2f} GiB"
+        verdict = "fits" if r["fits"] else "DOES NOT FIT"
+        line = f"{r['stage']}: {amount} (limit {r['limit']})"
+        out.append(f"{verdict}: {line}" if not r["fits"] else f"  {line}")
+    return out
 
 
 def project_runtime(timings: dict, n_questions: int, target: int = HIDDEN_TEST_QUESTIONS) -> dict:

@@ -842,6 +842,7 @@ def test_rehearsal_with_an_index_retrieves_inside_the_offline_kernel(exported, s
     assert "index: " in out and "needs ~" in out and "retrieved 3 passages for 15 questions" in out
     assert "warning: the index needs bm25s" in out  # no bm25s wheel given: Kaggle's image would lack it
     assert "peak memory of the kernel" in out
+    assert "budget for 4000 questions, per stage" in out and "  retrieval: " in out and "  peak RAM: " in out
     report = json.loads((root / "working" / "mcq_timings.json").read_text())
     assert report["index"].endswith("demo-index") and report["timings"]["retrieve_s"] > 0
 
@@ -1044,3 +1045,24 @@ def test_a_full_disk_while_staging_models_is_one_line_and_leaves_no_staging_fold
     assert "could not be written (No space left on device)" in line and "nothing was staged" in line
     assert not (tmp_path / "st").exists() or list((tmp_path / "st").iterdir()) == []
     assert fake.calls() == []
+
+
+def test_the_budget_projects_every_stage_and_says_which_would_not_fit():
+    """Per stage for 4,000 questions: retrieval, evidence, each model; RAM, working disk and the 9 h against
+    Kaggle's limits, each said plainly when over."""
+    timings = {"find_s": 1.0, "load_s": 4.0, "retrieve_s": 10.0, "tokenise_s": 2.0, "predict_s": 30.0,
+               "forward_s": 20.0, "evidence_s": 4.0, "write_s": 0.0}  # fmt: skip
+    report = {"timings": timings, "n_questions": 200, "n_models": 2, "peak_rss_bytes": 2 * 2**30}
+    rows = {r["stage"]: r for r in rehearse.budget(report, working_bytes=10 * 2**20, target=4000)}
+    assert rows["retrieval"]["projected_s"] == pytest.approx(200.0)  # 10 s / 200 questions x 4,000
+    assert rows["evidence scores"]["projected_s"] == pytest.approx(80.0)
+    assert rows["each model"]["projected_s"] == pytest.approx(10.0 / 200 * 4000 + 5.0)  # forward / 2, + its load
+    assert all(r["fits"] for r in rows.values())
+    slow = dict(report, timings=timings | {"retrieve_s": 200 * 9 * 3600 / 4000 + 1})
+    rows = {r["stage"]: r for r in rehearse.budget(slow, working_bytes=30 * 2**30, target=4000)}
+    assert not rows["total"]["fits"] and "9 h" in rows["total"]["limit"]
+    assert not rows["working disk"]["fits"]
+    fat = dict(report, peak_rss_bytes=14 * 2**30)
+    assert not {r["stage"]: r for r in rehearse.budget(fat, 0, 4000)}["peak RAM"]["fits"]
+    lines = rehearse.budget_lines(rehearse.budget(slow, 30 * 2**30, 4000))
+    assert any(line.startswith("DOES NOT FIT") and "total" in line for line in lines)
