@@ -30,6 +30,10 @@ WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
 def peak_rss() -> int:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it carries nothing over from a fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -124,34 +128,46 @@ def synthetic(path: Path, n: int, seed: int = 0, vocab: int = 200_000) -> None:
     writer.close()
 
 
-def one_size(path: Path) -> dict:
-    """Build, load and query our BM25 over one synthetic corpus in this process."""
+def one_size(path: Path, phase: str) -> dict:
+    """Build (phase build) or load and query (phase search) our BM25 over one synthetic corpus in this process,
+    with whichever mcq is first on sys.path (the code under test, or --before's)."""
     import numpy as np
 
     from mcq.retrieve.index import build_index, open_index
 
     out = path.parent / f"{path.stem}-index"
-    start = time.perf_counter()
-    manifest = build_index([path], out)
-    build_s = time.perf_counter() - start
-    build_rss = peak_rss()
+    if phase == "build":
+        import mcq.retrieve.index as module  # noqa: F401  (imports before the clock starts)
+
+        start = time.perf_counter()
+        manifest = build_index([path], out)
+        return {"passages": manifest["passages"], "build_s": time.perf_counter() - start, "read_s": manifest["read_s"],
+                "rss": peak_rss(), "disk": manifest["disk_bytes"], "ram_estimate": manifest["ram_bytes"]}
     start = time.perf_counter()
     index = open_index(out)
     load_s = time.perf_counter() - start
     rng = np.random.default_rng(1)
     sample = [index.passages([int(i)])[0].text for i in rng.integers(0, len(index), size=1000)]
     queries = [" ".join(rng.choice(t.split(), size=40)) for t in sample]
-    start = time.perf_counter()
-    for i in range(0, len(queries), 100):
-        index.search(queries[i : i + 100], 5)
-    query_ms = (time.perf_counter() - start) * 1000 / len(queries)
-    return {"passages": manifest["passages"], "build_s": build_s, "read_s": manifest["read_s"], "rss": build_rss,
-            "disk": manifest["disk_bytes"], "ram_estimate": manifest["ram_bytes"], "load_s": load_s,
-            "query_ms": query_ms}
+    searcher = index.searchers["bm25"]
+    figures = {"load_s": load_s}
+    for terms in (0, 16) if hasattr(searcher, "query_terms") else (0,):
+        if terms:
+            searcher.query_terms = terms
+        start = time.perf_counter()
+        for i in range(0, len(queries), 100):
+            index.search(queries[i : i + 100], 5)
+        figures[f"query_ms_{terms}"] = (time.perf_counter() - start) * 1000 / len(queries)
+    figures["search_rss"] = peak_rss()
+    return figures
 
 
-def child(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(HERE), *args], capture_output=True, text=True)
+def child(*args: str, source: Path | None = None) -> dict:
+    """Run this script in its own process; with `source`, against the mcq in that source tree."""
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(source)) if source else None
+    proc = subprocess.run([sys.executable, str(HERE), *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{args}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -160,66 +176,98 @@ def child(*args: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--before", type=Path, help="a source tree of the code before (git worktree add DIR REV): "
+                        "each size is built and searched with both, in their own processes")  # fmt: skip
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--max-rss-gib", type=float, default=12.0, help="stop growing before a size would pass this")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--size-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--phase", default="build", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(one_baseline(args.one)))
         return 0
     if args.size_file:
-        print(json.dumps(one_size(args.size_file)))
+        print(json.dumps(one_size(args.size_file, args.phase)))
         return 0
     figures: dict = {"baselines": {}, "sizes": []}
-    gib = 2**30
     if not args.skip_baselines and STEM1K.is_file():
-        for kind in ("ours", "rank-bm25", "sklearn"):
-            figures["baselines"][kind] = child("--one", kind)
-        ours = figures["baselines"]["ours"]
-        print("\n| system (1k stem1k contexts) | build s | queries/s | peak RSS MiB | recall@5 | queries/s vs ours |")
-        print("|---|---|---|---|---|---|")
-        for kind, f in figures["baselines"].items():
-            print(f"| {kind} | {f['build_s']:.2f} | {f['qps']:.0f} | {f['rss'] / 2**20:.0f} | {f['recall5']:.3f} | "
-                  f"{f['qps'] / ours['qps']:.3f}x |")
+        baselines(figures, args.before)
     work = Path(tempfile.mkdtemp(prefix="retrieve-scale-"))
+    codes = {"after": None} | ({"before": args.before} if args.before else {})
     for n in sorted(args.sizes):
         if figures["sizes"]:
             last = figures["sizes"][-1]
-            projected = last["rss"] * n / last["passages"]
-            if projected > args.max_rss_gib * gib:
-                print(f"stopped before {n} passages: projected RSS {projected / gib:.1f} GiB > {args.max_rss_gib}")
+            projected = max(f["rss"] for f in last.values()) * n / last["after"]["passages"]
+            if projected > args.max_rss_gib * GIB:
+                print(f"stopped before {n} passages: projected RSS {projected / GIB:.1f} GiB > {args.max_rss_gib}")
                 break
         path = work / f"syn{n}.parquet"
         synthetic(path, n)
-        f = child("--size-file", str(path))
-        figures["sizes"].append(f)
-        print(f"{n}: {json.dumps(f)}", flush=True)
-        for p in work.glob(f"syn{n}*"):
-            subprocess.run(["rm", "-rf", str(p)])
-    print("\n| passages | build s | of which read+split s | peak RSS GiB | index GiB | load s | ms/query |")
-    print("|---|---|---|---|---|---|---|")
-    for f in figures["sizes"]:
-        print(f"| {f['passages']:,} | {f['build_s']:.1f} | {f['read_s']:.1f} | {f['rss'] / gib:.2f} | "
-              f"{f['disk'] / gib:.3f} | {f['load_s']:.2f} | {f['query_ms']:.2f} |")
-    if len(figures["sizes"]) >= 2:
-        a, b = figures["sizes"][-2], figures["sizes"][-1]
-
-        def at(key):  # linear through the two largest sizes
-            slope = (b[key] - a[key]) / (b["passages"] - a["passages"])
-            return b[key] + slope * (TARGET - b["passages"])
-
-        build_h, rss, disk = at("build_s") / 3600, at("rss") / gib, at("disk") / gib
-        per_q = at("query_ms")
-        print(f"\nprojection to {TARGET:,} passages (linear through the two largest sizes): build {build_h:.1f} h "
-              f"(offline, not in the kernel), peak RSS while building {rss:.1f} GiB, index {disk:.1f} GiB on disk, "
-              f"{per_q:.0f} ms a query -> {per_q * 4000 / 60000:.1f} min for 4,000 questions. Kaggle: "
-              f"~{KAGGLE['ram_gib']:.0f} GiB RAM, {KAGGLE['disk_gib']:.0f} GiB working disk, {KAGGLE['hours']:.0f} h.")
-        figures["projection"] = {"build_h": build_h, "rss_gib": rss, "disk_gib": disk, "query_ms": per_q}
+        row = {}
+        for name, source in codes.items():  # the same corpus, each code in its own processes
+            row[name] = child("--size-file", str(path), source=source)
+            row[name] |= child("--size-file", str(path), "--phase", "search", source=source)
+            subprocess.run(["rm", "-rf", str(work / f"syn{n}-index")])
+        figures["sizes"].append(row)
+        print(f"{n}: {json.dumps(row)}", flush=True)
+        path.unlink()
+    print_sizes(figures, codes)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
+
+
+GIB = 2**30
+
+
+def baselines(figures: dict, before: Path | None) -> None:
+    for kind in ("ours", "rank-bm25", "sklearn"):
+        figures["baselines"][kind] = child("--one", kind)
+    if before:
+        figures["baselines"]["ours before"] = child("--one", "ours", source=before)
+    ours = figures["baselines"]["ours"]
+    print("\n| system (1k stem1k contexts) | build s | queries/s | peak RSS MiB | recall@5 | queries/s vs ours |")
+    print("|---|---|---|---|---|---|")
+    for kind, f in figures["baselines"].items():
+        print(f"| {kind} | {f['build_s']:.2f} | {f['qps']:.0f} | {f['rss'] / 2**20:.0f} | {f['recall5']:.3f} | "
+              f"{f['qps'] / ours['qps']:.3f}x |")
+
+
+def print_sizes(figures: dict, codes: dict) -> None:
+    print("\n| passages | code | build s | of which read+split s | build peak RSS GiB | index GiB | load s | "
+          "ms/query | ms/query, 16 rarest words | search peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in figures["sizes"]:
+        for name in codes:
+            f = row[name]
+            pruned = f"{f['query_ms_16']:.2f}" if "query_ms_16" in f else "-"
+            print(f"| {f['passages']:,} | {name} | {f['build_s']:.1f} | {f['read_s']:.1f} | {f['rss'] / GIB:.2f} | "
+                  f"{f['disk'] / GIB:.3f} | {f['load_s']:.2f} | {f['query_ms_0']:.2f} | {pruned} | "
+                  f"{f['search_rss'] / GIB:.2f} |")
+        if "before" in row:
+            a, b = row["after"], row["before"]
+            print(f"| | after / before | {a['build_s'] / b['build_s']:.2f} | | {a['rss'] / b['rss']:.2f} | "
+                  f"{a['disk'] / b['disk']:.2f} | | {a['query_ms_0'] / b['query_ms_0']:.2f} | | |")
+    if len(figures["sizes"]) < 2:
+        return
+    for name in codes:
+        a, b = figures["sizes"][-2][name], figures["sizes"][-1][name]
+
+        def at(key, a=a, b=b):  # linear through the two largest sizes
+            slope = (b[key] - a[key]) / (b["passages"] - a["passages"])
+            return b[key] + slope * (TARGET - b["passages"])
+
+        per_q = {t: at(f"query_ms_{t}") for t in (0, 16) if f"query_ms_{t}" in b}
+        figures.setdefault("projection", {})[name] = {"build_h": at("build_s") / 3600, "rss_gib": at("rss") / GIB,
+                                                      "disk_gib": at("disk") / GIB, "query_ms": per_q}  # fmt: skip
+        minutes = ", ".join(f"{ms * 4000 / 60000:.1f} min ({'all words' if t == 0 else f'{t} rarest'})"
+                            for t, ms in per_q.items())  # fmt: skip
+        print(f"\n{name}: projection to {TARGET:,} passages (linear through the two largest sizes): build "
+              f"{at('build_s') / 3600:.2f} h, build peak RSS {at('rss') / GIB:.1f} GiB, index {at('disk') / GIB:.1f} "
+              f"GiB, 4,000 questions: {minutes}. Kaggle: ~{KAGGLE['ram_gib']:.0f} GiB RAM, {KAGGLE['disk_gib']:.0f} "
+              f"GiB working disk, {KAGGLE['hours']:.0f} h.")
 
 
 if __name__ == "__main__":

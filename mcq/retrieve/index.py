@@ -104,7 +104,7 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
     names = _backends(settings)
     builders = {name: _builder(name, settings, tmp, out, search) for name in names}
     writer = PassageWriter(tmp)
-    freq = DocFreqCounter()
+    freq = None if "bm25" in builders else DocFreqCounter()  # BM25 counts the same words as it builds
     stats: dict = {}
     stream = passages(corpus, settings.passages, text_column, stats)
     bar = _bar(progress, "passages")
@@ -112,13 +112,13 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
         for passage in chunk:
             writer.add(passage)
         texts = [p.search_text(settings.passages.title_in_text) for p in chunk]
-        freq.add(texts)
+        if freq is not None:
+            freq.add(texts)
         for builder in builders.values():
             builder.add(texts)
         bar.update(len(chunk))
     bar.close()
     n = writer.close()
-    freq.result().save(tmp / DOC_FREQ)
     read_s = time.perf_counter() - start
     store = PassageStore(tmp)
 
@@ -126,6 +126,7 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
         return (p.search_text(settings.passages.title_in_text) for p in store)
 
     backends = {name: builder.finish(tmp, search_texts) for name, builder in builders.items()}
+    (freq.result() if freq is not None else builders["bm25"].doc_freq).save(tmp / DOC_FREQ)
     build_s = time.perf_counter() - start
     log.info(
         "indexed %d passages from %d articles (%d duplicates dropped) in %.1fs: %.0f passages/s",

@@ -14,10 +14,12 @@ import numpy as np
 
 from mcq.errors import RetrievalError
 from mcq.retrieve.bm25_matrix import TokenSpool, bm25_matrix
+from mcq.retrieve.lexical import DocFreq
 from mcq.retrieve.ranking import top_k
 
 BM25_DIR = "bm25"
 SPOOL = ".bm25-tokens.bin"  # token ids while an index builds (removed before it is finished)
+DENSE_SHARE = 16  # a query's postings above 1/16 of the passages are summed into a corpus-sized array
 TFIDF_DIR = "tfidf"
 
 
@@ -56,6 +58,9 @@ class BM25Builder:
         model.nonoccurrence_array = None  # lucene scores need none
         out = folder / BM25_DIR
         model.save(str(out), show_progress=False)
+        # lexical evidence's word counts come free from the matrix: each column's length is its word's passages
+        df = np.diff(indptr)
+        self.doc_freq = DocFreq(len(lengths), {w: int(df[i]) for w, i in vocab.items() if w and i < len(df)})
         self.tokenizer.save_vocab(str(out))
         self.tokenizer.save_stopwords(str(out))
         return {"vocabulary": len(self.tokenizer.get_vocab_dict())}
@@ -107,7 +112,12 @@ class BM25Searcher:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         at = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
         weights = np.asarray(matrix["data"][at], dtype=np.float64) * np.repeat(repeats, lengths)
-        passages, inverse = np.unique(np.asarray(matrix["indices"][at]), return_inverse=True)
+        hits = np.asarray(matrix["indices"][at])
+        if len(hits) * DENSE_SHARE > self.n:  # common words: one pass over a corpus-sized array beats a sort
+            total = np.bincount(hits, weights=weights, minlength=self.n)
+            passages = np.flatnonzero(total)
+            return passages, total[passages].astype(np.float32)
+        passages, inverse = np.unique(hits, return_inverse=True)  # rare words: sort the few postings only
         return passages.astype(np.int64), np.bincount(inverse, weights=weights).astype(np.float32)
 
 

@@ -584,3 +584,21 @@ def test_search_settings_are_recorded_and_not_part_of_what_the_index_is(built, t
     assert open_index(tmp_path / "ix").searchers["bm25"].query_terms == 3
     with pytest.raises(RetrievalError, match="nprobe"):
         SearchSettings(nprobe=0)
+
+
+def test_a_bm25_index_counts_the_evidence_words_from_its_own_matrix(tmp_path):
+    """doc_freq.json of a BM25 index comes from its score matrix (no second pass over the corpus): the same
+    counts as counting every passage's content words directly."""
+    from conftest import sentences
+
+    from mcq.retrieve.lexical import DocFreq
+
+    pd.DataFrame({"text": sentences(60, seed=2, length=20)}).to_csv(tmp_path / "c.csv", index=False)
+    build_index([tmp_path / "c.csv"], tmp_path / "ix")
+    index = open_index(tmp_path / "ix")
+    saved = index.doc_freq()
+    texts = [p.search_text(True) for p in index.store]
+    counted = DocFreq.of(texts)
+    assert saved.n == counted.n == len(index)
+    kept = {w: c for w, c in counted.df.items() if c >= 2}
+    assert kept and {w: saved.df.get(w) for w in kept} == kept
