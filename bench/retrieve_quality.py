@@ -63,12 +63,38 @@ def recall(index, queries: list[str], own: list[str]) -> tuple[dict, float]:
     return {d: sum(1 for r in first_hit if r is not None and r <= d) / len(own) for d in DEPTHS}, qps
 
 
+def query_terms(work: Path, queries: list[str], own: list[str], counts: list[int], out: Path | None) -> int:
+    """BM25 recall and queries/s per number of a query's rarest words looked up, on two halves of the questions."""
+    from mcq.retrieve.index import build_index, open_index
+
+    build_index([work / "corpus.csv"], work / "bm25")
+    index = open_index(work / "bm25")
+    half = len(queries) // 2
+    figures = {}
+    print("| rarest words looked up | recall@1 / @3 / @5, questions 0-499 (choose) | the same, 500-999 (report) | "
+          "queries/s |")  # fmt: skip
+    print("|---|---|---|---|")
+    for n in counts:
+        index.searchers["bm25"].query_terms = n
+        choose, _ = recall(index, queries[:half], own[:half])
+        report, qps = recall(index, queries[half:], own[half:])
+        figures[n] = {"choose": choose, "report": report, "qps": qps}
+        shown = [" / ".join(f"{r[d]:.3f}" for d in DEPTHS) for r in (choose, report)]
+        print(f"| {n or 'all'} | {shown[0]} | {shown[1]} | {qps:.0f} |", flush=True)
+    if out:
+        out.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrievers", nargs="+", default=["bm25", "tfidf", "dense", "hybrid"])
     parser.add_argument("--limit", type=int, help="score only the first N questions")
     parser.add_argument("--embedder", default=MINILM)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--query-terms", type=int, nargs="+",
+                        help="BM25 only: recall and speed when a query looks up only its N rarest words (0: all), "
+                             "chosen on questions 0-499 and reported on 500-999")  # fmt: skip
     args = parser.parse_args(argv)
     if not STEM1K.is_file():
         print(f"{STEM1K} not found (the shared data folder sits beside the checkout)", file=sys.stderr)
@@ -81,6 +107,8 @@ def main(argv=None) -> int:
     corpus, queries, own = load(args.limit)
     work = Path(tempfile.mkdtemp(prefix="retrieve-quality-"))
     pd.DataFrame({"text": corpus}).to_csv(work / "corpus.csv", index_label="id")
+    if args.query_terms:
+        return query_terms(work, queries, own, args.query_terms, args.json)
     rows, figures = [], {}
     for name in args.retrievers:
         embedder = args.embedder if name in ("dense", "hybrid") else None
