@@ -2,7 +2,8 @@
 
 The LR of layer group g at optimizer step s of a phase is, in one formula (`lr_at`):
     top_lr x LayerRule.factors(n_groups)[g] x schedule_factor(schedule, s, total_steps, warmup_steps)
-which is what the optimizer groups (`train.optim`) and Trainer's scheduler together apply.
+which is what runs: the optimizer groups (`train.optim`) carry top_lr x factor and RecipeTrainer's scheduler
+(`train.trainer`) is a LambdaLR over `schedule_factor`. The top LR is derived in `train.phases.derive_lr`.
 """
 
 from __future__ import annotations

@@ -8,16 +8,16 @@ its head's copy in phase 2 instead, every base weight frozen.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from mcq.core.model import word_embedding_names
+from mcq.train import distributed
 from mcq.train.config import TrainConfig
 from mcq.train.lora import is_lora, model_layer_groups, trained_names
-from mcq.train.lr import LayerRule, lr_at, mean_lr, warmup_steps_for
+from mcq.train.lr import LayerRule, effective_batch, lr_at, mean_lr, scaled_lr, warmup_steps_for
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,32 @@ def head_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if k in head}
 
 
-def mean_normalised(model: nn.Module, phase: Phase) -> Phase:
-    """The phase with its top LR raised so that the LR averaged over the trainable parameters (as frozen now) is
-    the configured one (layer_lr_norm: mean)."""
+def derive_lr(cfg: TrainConfig, model: nn.Module | None = None) -> float:
+    """Phase 2's top LR, every step of its derivation logged: `lr` when set, else the pre-training recipe's
+    scaled to this run's effective batch (base_lr x batch / base_batch); with layer_lr_norm mean and the model
+    (frozen as phase 2 trains it), raised so that the LR averaged over its trainable parameters is that one.
+    At step s a layer group then trains at top x LayerRule factor x schedule_factor(s): `Phase.lr_at`, which the
+    optimizer groups (top x factor) and RecipeTrainer's scheduler (schedule_factor) apply."""
+    devices = distributed.data_parallel_devices()
+    batch = effective_batch(cfg.per_device_batch, cfg.grad_accum, devices)
+    if cfg.lr is not None:
+        lr = cfg.lr
+        log.info("lr = %.3g (set explicitly; effective batch %d)", lr, batch)
+    else:
+        lr = scaled_lr(cfg.base_lr, cfg.base_batch, batch)
+        log.info(
+            "lr = base_lr %.3g x effective batch %d (%d per device x %d accumulation x %d device(s)) / base_batch "
+            "%d = %.4g", cfg.base_lr, batch, cfg.per_device_batch, cfg.grad_accum, devices, cfg.base_batch, lr,
+        )  # fmt: skip
+    if model is None or cfg.layer_lr_norm != "mean":
+        return lr
+    rule = LayerRule(cfg.layer_lr_shape, cfg.layer_lr_min, cfg.layer_lr_decay)
     params = dict(model.named_parameters())
     groups = model_layer_groups(model)
     counts = [sum(params[n].numel() for n in names if params[n].requires_grad) for _, names in groups]
-    factor = mean_lr(phase.layers.factors(len(groups)), counts)
-    top = phase.top_lr / factor
+    factor = mean_lr(rule.factors(len(groups)), counts)
     log.info(
         "layer_lr_norm mean: top LR = lr %.3g / %.3f (the %s rule's factors averaged over the trainable "
-        "parameters) = %.4g", phase.top_lr, factor, phase.layers.shape, top,
+        "parameters) = %.4g", lr, factor, rule.shape, lr / factor,
     )  # fmt: skip
-    return dataclasses.replace(phase, top_lr=top)
+    return lr / factor

@@ -45,9 +45,9 @@ from mcq.train.config import TrainConfig, resume_differences
 from mcq.train.context import retrieve_for_run
 from mcq.train.layout import RunLayout, run_lock
 from mcq.train.lora import check_lora, export_record, merge_for_export, parameter_counts, wrap_lora
-from mcq.train.lr import effective_batch, mean_lr, scaled_lr
+from mcq.train.lr import mean_lr
 from mcq.train.optim import build_optimizer, param_groups
-from mcq.train.phases import Phase, freeze_for, head_state, mean_normalised, recipe_phases
+from mcq.train.phases import Phase, derive_lr, freeze_for, head_state, recipe_phases
 from mcq.train.report import write_report
 from mcq.train.trainer import RecipeTrainer, eval_metrics, training_args, warn_if_batch_shrank
 
@@ -143,28 +143,6 @@ def _question_key(prompt: str, options: list[str]) -> tuple:
     return (" ".join(prompt.lower().split()), *sorted(" ".join(o.lower().split()) for o in options))
 
 
-def derive_lr(cfg: TrainConfig) -> float:
-    """The top LR: given, or scaled from the pre-training recipe to this run's effective batch (printed)."""
-    devices = distributed.data_parallel_devices()
-    batch = effective_batch(cfg.per_device_batch, cfg.grad_accum, devices)
-    if cfg.lr is not None:
-        log.info("lr = %.3g (set explicitly; effective batch %d)", cfg.lr, batch)
-        return cfg.lr
-    lr = scaled_lr(cfg.base_lr, cfg.base_batch, batch)
-    log.info(
-        "lr = base_lr %.3g x effective batch %d (%d per device x %d accumulation x %d device(s)) "
-        "/ base_batch %d = %.4g",
-        cfg.base_lr,
-        batch,
-        cfg.per_device_batch,
-        cfg.grad_accum,
-        devices,
-        cfg.base_batch,
-        lr,
-    )
-    return lr
-
-
 def run_phase(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, resume: bool):
     """Train one phase with our optimizer groups; resumes from the phase's last checkpoint if asked."""
     out = RunLayout.of(cfg.output_dir).phase_dir(seed, phase.number)
@@ -172,6 +150,7 @@ def run_phase(cfg: TrainConfig, data: RunData, model, seed: int, phase: Phase, r
     args = training_args(cfg, phase, out, seed, valid is not None)
     groups = param_groups(model, args.learning_rate, phase.layers, args.weight_decay)
     trainer = RecipeTrainer(
+        phase=phase,
         model=model,
         args=args,
         train_dataset=data.train_features,
@@ -246,8 +225,8 @@ def train_seed(cfg: TrainConfig, data: RunData, seed: int, resume: bool) -> dict
         train_head(cfg, data, model, seed, phase, resume)
 
     freeze_for(model, full)
-    if cfg.layer_lr_norm == "mean":
-        full = mean_normalised(model, full)
+    if cfg.layer_lr_norm == "mean":  # the average over what phase 2 trains: known once it is frozen
+        full = dataclasses.replace(full, top_lr=derive_lr(cfg, model))
     total, trainable = parameter_counts(model)
     log.info(
         "seed %d %s: %s total parameters, %s trainable (word embeddings %s %s)",

@@ -7,22 +7,43 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainingArguments
 
 from mcq.core.data import Questions
 from mcq.core.metrics import map3_score
 from mcq.train.config import TrainConfig
+from mcq.train.lr import schedule_factor, warmup_steps_for
 from mcq.train.phases import Phase
 
 log = logging.getLogger(__name__)
 
 
 class RecipeTrainer(Trainer):
-    """Trainer that also logs the LR of every optimizer group (`lr/<group>`), so trackers show the
-    per-layer schedule; its own `learning_rate` field is the top (head) LR."""
+    """Trainer for one phase: its scheduler is `schedule_factor` of mcq.train.lr (the formula the docs show),
+    and it logs the LR of every optimizer group (`lr/<group>`), so trackers show the per-layer schedule; its
+    own `learning_rate` field is the top (head) LR."""
 
     _step_lrs: dict[str, float] = {}
+
+    def __init__(self, *args, phase: Phase, **kwargs) -> None:
+        self.phase = phase
+        super().__init__(*args, **kwargs)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Every group's LR (top x its layer factor, set by the optimizer groups) times schedule_factor(step):
+        so each group trains at Phase.lr_at(group, step), the one formula."""
+        if self.lr_scheduler is None:
+            phase, optimizer = self.phase, optimizer or self.optimizer
+            assert optimizer is not None, "the optimizer is built before its scheduler"
+            warmup = warmup_steps_for(phase.warmup, num_training_steps)
+            self.lr_scheduler = LambdaLR(
+                optimizer,
+                lambda step: schedule_factor(phase.schedule, step, num_training_steps, warmup),
+            )
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def _get_learning_rate(self) -> float:
         # Trainer calls this after each optimizer step, before the scheduler's: the LRs that step used.

@@ -250,7 +250,7 @@ def test_bad_training_data_fails_before_any_training(tiny_deberta, question_file
 
 
 def test_lr_is_derived_from_the_pretraining_recipe(tiny_deberta, question_files, tmp_path, caplog):
-    from mcq.train.run import derive_lr
+    from mcq.train.phases import derive_lr
 
     caplog.set_level("INFO")
     cfg = tiny_config(tiny_deberta, question_files, tmp_path / "r", lr=None, per_device_batch=9, grad_accum=5)
@@ -262,7 +262,7 @@ def test_lr_is_derived_from_the_pretraining_recipe(tiny_deberta, question_files,
 def test_lr_counts_every_gpu_dataparallel_would_use_without_torchrun(tiny_deberta, question_files, tmp_path,
                                                                      caplog, monkeypatch):
     """`python train.py` on a 2-GPU machine: Trainer splits each step over both GPUs (batch x 2)."""
-    from mcq.train.run import derive_lr
+    from mcq.train.phases import derive_lr
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -430,19 +430,22 @@ def test_mean_normalised_lr_averages_to_the_configured_lr(tiny_deberta):
     from mcq.core.model import load_multiple_choice
     from mcq.train.lr import LayerRule, mean_lr
     from mcq.train.optim import param_groups
-    from mcq.train.phases import Phase, freeze_for, mean_normalised
+    from mcq.train.phases import Phase, derive_lr, freeze_for
 
     model = load_multiple_choice(str(tiny_deberta))
     phase = Phase.full(1e-4, LayerRule("cosine", 0.1))
     freeze_for(model, phase)  # word embeddings frozen: they count for nothing in the average
-    raised = mean_normalised(model, phase)
-    assert raised.top_lr > phase.top_lr
-    groups = param_groups(model, raised.top_lr, raised.layers, 0.01)
+    cfg = tiny_config(tiny_deberta, {"train": "t.csv", "valid": None}, "out", lr=1e-4, layer_lr_norm="mean",
+                      layer_lr_shape="cosine", layer_lr_min=0.1)  # fmt: skip
+    raised = derive_lr(cfg, model)
+    assert raised > 1e-4
+    groups = param_groups(model, raised, phase.layers, 0.01)
     counts = [sum(p.numel() for p in g["params"]) for g in groups]
     assert mean_lr([g["lr"] for g in groups], counts) == pytest.approx(1e-4)
-    assert max(g["lr"] for g in groups) == pytest.approx(raised.top_lr)
-    constant = Phase.full(1e-4)  # one LR everywhere: nothing to raise
-    assert mean_normalised(model, constant).top_lr == pytest.approx(1e-4)
+    assert max(g["lr"] for g in groups) == pytest.approx(raised)
+    constant = dataclasses.replace(cfg, layer_lr_shape="constant")  # one LR everywhere: nothing to raise
+    assert derive_lr(constant, model) == pytest.approx(1e-4)
+    assert derive_lr(dataclasses.replace(cfg, layer_lr_norm="top"), model) == pytest.approx(1e-4)
     with pytest.raises(ConfigError, match="layer_lr_norm"):
         tiny_config(tiny_deberta, {"train": "t.csv", "valid": None}, "out", layer_lr_norm="median")
 
