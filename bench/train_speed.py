@@ -59,7 +59,7 @@ def train_once(cfg: TrainConfig, features, tokenizer, naive: bool, out: Path) ->
     else:
         collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8)
     groups = param_groups(model, args.learning_rate, full.layers, args.weight_decay)
-    trainer = RecipeTrainer(model=model, args=args, train_dataset=features, data_collator=collator,
+    trainer = RecipeTrainer(phase=full, model=model, args=args, train_dataset=features, data_collator=collator,
                             processing_class=tokenizer, optimizers=(build_optimizer(groups, cfg.adam_eps), None))
     _, seconds = timed(trainer.train)
     return {"seconds": seconds, "real": counter.real, "computed": counter.computed}

@@ -8,8 +8,7 @@ so an exported folder is a plain model that inference and the Kaggle kernel load
 from __future__ import annotations
 
 import importlib.util
-import sys
-from typing import TYPE_CHECKING, TypeGuard, cast
+from typing import TYPE_CHECKING, cast
 
 from torch import nn
 from transformers import PreTrainedModel
@@ -17,9 +16,12 @@ from transformers import PreTrainedModel
 from mcq.core.model import from_folder_or_hub, layer_groups
 from mcq.errors import ConfigError
 from mcq.train.config import TrainConfig
+from mcq.train.tuning import FullTuning
 
 if TYPE_CHECKING:  # peft is imported only when a LoRA run starts
     from peft import PeftModel
+
+    from mcq.train.phases import Phase
 
 # The linear layers adapted when lora_target_modules is empty: attention query/key/value, the attention output
 # and both feed-forward projections of every layer (peft matches these as the last part of a module's name).
@@ -76,12 +78,6 @@ def wrap_lora(model: PreTrainedModel, cfg: TrainConfig) -> PeftModel:
     return get_peft_model(model, config)
 
 
-def is_lora(model: nn.Module) -> TypeGuard[PeftModel]:
-    """Whether `model` is peft-wrapped (peft is never imported for this: an unimported peft wrapped nothing)."""
-    peft = sys.modules.get("peft")
-    return peft is not None and isinstance(model, peft.PeftModel)
-
-
 def lora_layer_groups(model: PeftModel) -> list[tuple[str, list[str]]]:
     """`layer_groups` of the wrapped backbone under the wrapper's parameter names: an adapter sits in the
     group of the layer it adapts, the head's copies (and the frozen originals) in the head group."""
@@ -89,11 +85,6 @@ def lora_layer_groups(model: PeftModel) -> list[tuple[str, list[str]]]:
     inner = {id(p): n for n, p in base.named_parameters()}
     outer = {inner[id(p)]: n for n, p in model.named_parameters() if id(p) in inner}
     return [(group, [outer[n] for n in names]) for group, names in layer_groups(base)]
-
-
-def model_layer_groups(model: nn.Module) -> list[tuple[str, list[str]]]:
-    """Parameter names bottom to top for a plain or a LoRA-wrapped model."""
-    return lora_layer_groups(model) if is_lora(model) else layer_groups(model)  # type: ignore[arg-type]
 
 
 def trained_names(model: PeftModel, head_only: bool) -> set[str]:
@@ -109,7 +100,7 @@ def trained_names(model: PeftModel, head_only: bool) -> set[str]:
 def parameter_counts(model: nn.Module) -> tuple[int, int]:
     """(total, trainable) parameters; for a LoRA model the frozen originals of the head copies are left out
     of the total (they are neither trained nor exported), so total = backbone + head + adapters."""
-    params = [(n, p) for n, p in model.named_parameters() if not (is_lora(model) and ".original_module." in n)]
+    params = [(n, p) for n, p in model.named_parameters() if ".original_module." not in n]
     return sum(p.numel() for _, p in params), sum(p.numel() for _, p in params if p.requires_grad)
 
 
@@ -129,3 +120,38 @@ def export_record(cfg: TrainConfig, model_type: str) -> dict:
         "target_modules": target_modules(cfg, model_type),
         "merged": True,
     }
+
+
+class LoraTuning(FullTuning):
+    """Phase 2 trains the adapters and the head's copy, every base weight (word embeddings included) frozen;
+    the adapters are merged away before export."""
+
+    name = "lora"
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    def check(self, model_path: str) -> None:
+        check_lora(self.cfg, model_path)
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return wrap_lora(cast(PreTrainedModel, model), self.cfg)  # before Trainer, and so before DDP wraps it
+
+    def layer_groups(self, model: nn.Module) -> list[tuple[str, list[str]]]:
+        return lora_layer_groups(cast("PeftModel", model))
+
+    def head_names(self, model: nn.Module) -> set[str]:
+        return trained_names(cast("PeftModel", model), head_only=True)
+
+    def trained_names(self, model: nn.Module, phase: Phase) -> set[str]:
+        return trained_names(cast("PeftModel", model), head_only=phase.name == "head")
+
+    def words_frozen(self, phase: Phase) -> bool:
+        return True
+
+    def counts(self, model: nn.Module) -> tuple[int, int]:
+        return parameter_counts(model)
+
+    def for_export(self, model: nn.Module) -> tuple[nn.Module, dict]:
+        record = export_record(self.cfg, str(cast(PreTrainedModel, model).config.model_type))
+        return merge_for_export(cast("PeftModel", model)), {"peft": record}

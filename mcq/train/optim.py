@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers.trainer_pt_utils import get_parameter_names
 
-from mcq.train.lora import model_layer_groups
+from mcq.core.model import layer_groups
 from mcq.train.lr import LayerRule
 
 
@@ -16,10 +16,17 @@ def decay_parameter_names(model: torch.nn.Module) -> set[str]:
     return set(names)
 
 
-def param_groups(model: torch.nn.Module, top_lr: float, layers: LayerRule, weight_decay: float) -> list[dict]:
+def param_groups(
+    model: torch.nn.Module,
+    top_lr: float,
+    layers: LayerRule,
+    weight_decay: float,
+    groups: list[tuple[str, list[str]]] | None = None,
+) -> list[dict]:
     """Optimizer groups of the trainable parameters only, each tagged with its layer-group name; every trainable
-    parameter is in exactly one group. A LoRA model's adapters take the factor of the layer they adapt."""
-    groups = model_layer_groups(model)
+    parameter is in exactly one group. `groups` (the tuning's layer groups, bottom to top) default to the plain
+    model's; a tuning with adapters places each adapter in the group of the layer it adapts."""
+    groups = groups if groups is not None else layer_groups(model)  # type: ignore[arg-type]
     factors = layers.factors(len(groups))
     params = dict(model.named_parameters())
     with_decay = decay_parameter_names(model)

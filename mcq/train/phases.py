@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from mcq.core.model import word_embedding_names
 from mcq.train import distributed
 from mcq.train.config import TrainConfig
-from mcq.train.lora import is_lora, model_layer_groups, trained_names
 from mcq.train.lr import LayerRule, effective_batch, lr_at, mean_lr, scaled_lr, warmup_steps_for
+from mcq.train.tuning import FULL, FullTuning, tuning_for
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +66,17 @@ def recipe_phases(cfg: TrainConfig, top_lr: float) -> list[Phase]:
     return ([Phase.head(cfg.head_lr, cfg.head_steps)] if cfg.head_steps > 0 else []) + [full]
 
 
-def freeze_for(model: nn.Module, phase: Phase) -> None:
-    """Head phase: only the head trains. Full phase: all but (optionally) the word embeddings; for a LoRA
-    model, only the adapters and the head's copy (base weights stay frozen)."""
-    if phase.name == "head":
-        trained = head_names(model)
-    elif is_lora(model):
-        trained = trained_names(model, head_only=False)
-    else:
-        frozen_words = word_embedding_names(model) if phase.freeze_word_embeddings else set()  # type: ignore[arg-type]
-        trained = {name for name, _ in model.named_parameters() if name not in frozen_words}
+def freeze_for(model: nn.Module, phase: Phase, tuning: FullTuning = FULL) -> None:
+    """Train what the phase trains (the tuning says what: the head in phase 1; in phase 2 all but the frozen
+    word embeddings, or for LoRA the adapters and the head's copy); freeze the rest."""
+    trained = tuning.trained_names(model, phase)
     for name, param in model.named_parameters():
         param.requires_grad = name in trained
 
 
-def head_names(model: nn.Module) -> set[str]:
-    """The parameters phase 1 trains: the head, or for a LoRA model the head's trainable copy."""
-    if is_lora(model):
-        return trained_names(model, head_only=True)
-    return set(model_layer_groups(model)[-1][1])
-
-
-def head_state(model: nn.Module) -> dict:
+def head_state(model: nn.Module, tuning: FullTuning = FULL) -> dict:
     """The head's weights: all that phase 1 changes, so all that must be kept between phases."""
-    head = head_names(model)
+    head = tuning.head_names(model)
     return {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if k in head}
 
 
@@ -115,7 +101,7 @@ def derive_lr(cfg: TrainConfig, model: nn.Module | None = None) -> float:
         return lr
     rule = LayerRule(cfg.layer_lr_shape, cfg.layer_lr_min, cfg.layer_lr_decay)
     params = dict(model.named_parameters())
-    groups = model_layer_groups(model)
+    groups = tuning_for(cfg).layer_groups(model)
     counts = [sum(params[n].numel() for n in names if params[n].requires_grad) for _, names in groups]
     factor = mean_lr(rule.factors(len(groups)), counts)
     log.info(

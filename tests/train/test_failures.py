@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mcq.train import run as train_run
+from mcq.train import seed as train_run
 from mcq.train.run import run_training
 from mcq.train.trainer import RecipeTrainer
 

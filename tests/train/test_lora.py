@@ -22,7 +22,7 @@ from mcq.core.features import MultipleChoiceCollator, encode  # noqa: E402
 from mcq.core.model import export_untrained, layer_groups, load_multiple_choice  # noqa: E402
 from mcq.core.predict import inspect_models, models_logits  # noqa: E402
 from mcq.errors import ConfigError  # noqa: E402
-from mcq.train import lora, run  # noqa: E402
+from mcq.train import lora  # noqa: E402
 from mcq.train.config import TrainConfig, resume_differences  # noqa: E402
 from mcq.train.lr import LayerRule  # noqa: E402
 from mcq.train.optim import param_groups  # noqa: E402
@@ -39,6 +39,9 @@ def lora_cfg(**kw) -> TrainConfig:
 def wrapped(folder: Path, **kw):
     torch.manual_seed(0)
     return lora.wrap_lora(load_multiple_choice(str(folder)), lora_cfg(**kw))
+
+
+TUNING = lora.LoraTuning(None)  # what the tests ask of it (freezing, groups, the head) needs no settings
 
 
 def batch(folder: Path, questions: Path, n: int = 6) -> dict:
@@ -66,8 +69,8 @@ def perturb_adapters(model) -> None:
 def test_adapters_of_layer_i_take_the_factor_of_layer_i(backbone, request):
     folder = request.getfixturevalue(backbone)
     model = wrapped(folder)
-    freeze_for(model, Phase.full(1e-3, RULE))
-    groups = param_groups(model, 1e-3, RULE, 0.01)
+    freeze_for(model, Phase.full(1e-3, RULE), TUNING)
+    groups = param_groups(model, 1e-3, RULE, 0.01, TUNING.layer_groups(model))
     factors = RULE.factors(len(layer_groups(model.get_base_model())))  # embeddings, layer.0, layer.1, head
     grouped = [n for g in groups for n in g["param_names"]]
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -93,25 +96,25 @@ def test_adapters_of_layer_i_take_the_factor_of_layer_i(backbone, request):
 
 def test_a_trainable_parameter_outside_every_group_is_caught(tiny_deberta):
     model = wrapped(tiny_deberta)
-    freeze_for(model, Phase.full(1e-3, RULE))
+    freeze_for(model, Phase.full(1e-3, RULE), TUNING)
     model.register_parameter("stray", torch.nn.Parameter(torch.zeros(1)))  # in no layer group
     with pytest.raises(AssertionError, match="stray"):
-        param_groups(model, 1e-3, RULE, 0.01)
+        param_groups(model, 1e-3, RULE, 0.01, TUNING.layer_groups(model))
 
 
 def test_phase_1_trains_only_the_head_copies(tiny_deberta, question_files):
     model = wrapped(tiny_deberta)
-    freeze_for(model, Phase.head(1e-2))
+    freeze_for(model, Phase.head(1e-2), TUNING)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".modules_to_save.default." in n for n in trainable)
     assert {n.split(".")[2] for n in trainable} == {"classifier", "pooler"}
-    groups = param_groups(model, 1e-2, LayerRule(), 0.01)
+    groups = param_groups(model, 1e-2, LayerRule(), 0.01, TUNING.layer_groups(model))
     assert {g["name"].removesuffix(".no_decay") for g in groups} == {"head"}
     inputs = batch(tiny_deberta, question_files["train"])
     model.train()(**inputs, labels=torch.zeros(len(inputs["input_ids"]), dtype=torch.long)).loss.backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
     assert with_grad == trainable
-    assert set(head_state(model)) == trainable  # what the head file keeps (and a resume loads back)
+    assert set(head_state(model, TUNING)) == trainable  # what the head file keeps (and a resume loads back)
 
 
 def test_merged_model_gives_the_adapted_logits_with_plain_names(tiny_deberta, question_files):
@@ -193,7 +196,7 @@ def lora_run(tiny_deberta, tmp_path_factory):
         return real_merge(model)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run, "merge_for_export", merge_after_scoring)
+        mp.setattr(lora, "merge_for_export", merge_after_scoring)
         report = run_training(cfg)
     return cfg, report, seen
 

@@ -416,7 +416,7 @@ def test_a_folder_given_as_a_question_file_says_so(tmp_path):
 
 def test_phase_two_says_the_lr_the_model_learns_at_on_average(caplog):
     from mcq.train.phases import Phase
-    from mcq.train.run import log_phase_lrs
+    from mcq.train.seed import log_phase_lrs
 
     caplog.set_level("INFO")
     groups = [{"name": "embeddings", "lr": 1e-5, "params": 300}, {"name": "head", "lr": 1e-4, "params": 100}]
