@@ -1,7 +1,7 @@
 # make demo      : set up .venv, index the sample passages, train 3 seeds open-book on the sample data (CPU,
 #                  offline), infer with retrieved context, print the submission
 # make test      : set up .venv, then lint, format check, types and the test suite (what CI runs)
-# make lint      : ruff (lint + format check) and mypy on mcq/ only
+# make lint      : ruff (lint + format check) on everything, mypy on mcq/, bench/ and the kernel
 # make clean     : remove .venv and caches; trained runs in runs/ are kept
 # make clean-runs: remove runs/ too (every trained model and runs/kaggle/state.json), after a confirmation
 PY ?= python3
@@ -32,8 +32,8 @@ demo: venv
 		--index runs/demo-index
 
 lint: venv
-	$(VENV)/bin/ruff check mcq train.py infer.py
-	$(VENV)/bin/ruff format --check mcq train.py infer.py
+	$(VENV)/bin/ruff check mcq train.py infer.py bench tests kernels
+	$(VENV)/bin/ruff format --check mcq train.py infer.py bench tests kernels
 	$(VENV)/bin/mypy
 
 pytest: venv

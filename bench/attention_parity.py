@@ -7,6 +7,7 @@ dropout. On CPU the library runs its PyTorch backend; on CUDA its Triton kernels
 
 `bench/gpu_check.py` prints the same rows on a GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,13 @@ def padded_batch(vocab: int, length: int, device: torch.device, seed: int) -> di
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, vocab, (2, 2, length), generator=g)
     mask = torch.ones_like(ids)
-    mask[0, 1, length // 3:] = 0
-    mask[1, 0, length - 5:] = 0
-    return {"input_ids": (ids * mask).to(device), "attention_mask": mask.to(device),
-            "labels": torch.tensor([1, 0], device=device)}
+    mask[0, 1, length // 3 :] = 0
+    mask[1, 0, length - 5 :] = 0
+    return {
+        "input_ids": (ids * mask).to(device),
+        "attention_mask": mask.to(device),
+        "labels": torch.tensor([1, 0], device=device),
+    }
 
 
 def compare(config, device: torch.device, lengths: list[int]) -> list[dict]:
@@ -52,10 +56,18 @@ def compare(config, device: torch.device, lengths: list[int]) -> list[dict]:
     for length in lengths:
         batch = padded_batch(config.vocab_size, length, device, seed=length)
         (logits_a, grads_a), (logits_b, grads_b) = (forward_backward(m, batch) for m in (eager, flash))
-        grad_diff = max(((grads_a[n] - grads_b[n]).norm() / grads_a[n].norm()).item()
-                        for n in grads_a if n not in ZERO_GRADIENT)
-        results.append({"length": length, "backend": backend, "logit_diff": (logits_a - logits_b).abs().max().item(),
-                        "grad_diff": grad_diff, "same_params": grads_a.keys() == grads_b.keys()})
+        grad_diff = max(
+            ((grads_a[n] - grads_b[n]).norm() / grads_a[n].norm()).item() for n in grads_a if n not in ZERO_GRADIENT
+        )
+        results.append(
+            {
+                "length": length,
+                "backend": backend,
+                "logit_diff": (logits_a - logits_b).abs().max().item(),
+                "grad_diff": grad_diff,
+                "same_params": grads_a.keys() == grads_b.keys(),
+            }
+        )
     return results
 
 
@@ -68,9 +80,15 @@ def forward_backward(model, batch: dict) -> tuple[torch.Tensor, dict[str, torch.
 
 def rows(results: list[dict], layers: int) -> list[tuple[str, str]]:
     """Table rows, one per length."""
-    return [(f"parity eager vs disentangled-flash ({r['backend']} backend), {layers} layers, fp32, length {r['length']}",
-             f"max logit diff {r['logit_diff']:.1e}, max gradient diff {r['grad_diff']:.1e} (relative)"
-             + ("" if r["same_params"] else ", DIFFERENT parameters got gradients")) for r in results]
+    return [
+        (
+            f"parity eager vs disentangled-flash ({r['backend']} backend), {layers} layers, fp32, "
+            f"length {r['length']}",
+            f"max logit diff {r['logit_diff']:.1e}, max gradient diff {r['grad_diff']:.1e} (relative)"
+            + ("" if r["same_params"] else ", DIFFERENT parameters got gradients"),
+        )
+        for r in results
+    ]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -53,9 +53,9 @@ def one_draw(seed: int, n: int, quality: list[float]) -> dict:
     rng = np.random.default_rng(seed)
     answers, logits = draw(rng, n, quality)
     test_answers, test_logits = draw(rng, TEST_QUESTIONS, quality)
-    report = blend_report(logits, answers, None, [str(i) for i in range(len(logits))], seed=seed)
-    equal = map3_score(mean_logits(test_logits), test_answers)
-    tuned = map3_score(mean_logits(test_logits, report.fitted), test_answers) - equal
+    report = blend_report(logits, answers.tolist(), None, [str(i) for i in range(len(logits))], seed=seed)
+    equal = map3_score(mean_logits(test_logits), test_answers.tolist())
+    tuned = map3_score(mean_logits(test_logits, report.fitted), test_answers.tolist()) - equal
     picks = {"gain > 0": report.gain > 0, "interval > 0": report.gain_low > 0}
     return {"equal": equal, **{rule: (tuned if pick else 0.0, pick) for rule, pick in picks.items()}}
 

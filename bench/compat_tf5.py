@@ -2,12 +2,13 @@
 transformers 5.0.0 as under the version we train with?
 
     python bench/compat_tf5.py make --work DIR [--demo runs/demo/models]   # current env: export models + questions
-    python bench/compat_tf5.py infer --work DIR --tag current              # any env: token ids + logits via mcq.core.infer
+    python bench/compat_tf5.py infer --work DIR --tag current              # any env: token ids + logits (mcq.core)
     python bench/compat_tf5.py compare --work DIR                          # PASS/FAIL with the max abs difference
 
 The models: a tiny DeBERTa-v3-style backbone built in code (sentencepiece vocabulary trained here; fp32
 and fp16 exports), all-MiniLM-L6-v2 from its PyPI package when installed, and runs/demo exports if given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WORDS = ("atom cell energy force mass light wave photon electron proton neutron gene protein enzyme carbon "
-         "oxygen water acid base salt planet star orbit gravity heat entropy pressure volume current voltage "
-         "which what how the of a is are in to and best describes following").split()
+WORDS = (
+    "atom cell energy force mass light wave photon electron proton neutron gene protein enzyme carbon "
+    "oxygen water acid base salt planet star orbit gravity heat entropy pressure volume current voltage "
+    "which what how the of a is are in to and best describes following"
+).split()
 
 
 def sentences(n: int, rng: random.Random, lo: int = 4, hi: int = 14) -> list[str]:
@@ -52,9 +55,20 @@ def tiny_deberta_backbone(folder: Path) -> Path:
     folder.mkdir(parents=True)
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences(2000, random.Random(0))), model_writer=buf, vocab_size=64,
-        model_type="unigram", pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece="[PAD]", unk_piece="[UNK]",
-        bos_piece="[CLS]", eos_piece="[SEP]", user_defined_symbols=["[MASK]"], minloglevel=2,
+        sentence_iterator=iter(sentences(2000, random.Random(0))),
+        model_writer=buf,
+        vocab_size=64,
+        model_type="unigram",
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        pad_piece="[PAD]",
+        unk_piece="[UNK]",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        user_defined_symbols=["[MASK]"],
+        minloglevel=2,
     )
     (folder / "spm.model").write_bytes(buf.getvalue())
     tokenizer = DebertaV2Tokenizer.from_pretrained(folder)
@@ -108,18 +122,34 @@ def infer(args) -> None:
     work = Path(args.work)
     out = work / args.tag
     questions = read_questions(work / "questions.csv")
-    results = {"versions": {"transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-                            "torch": torch.__version__, "python": sys.version.split()[0]}, "models": {}}
+    results: dict = {
+        "versions": {
+            "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__,
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+        },
+        "models": {},
+    }
     for folder in sorted((work / "models").iterdir()):
         tok = AutoTokenizer.from_pretrained(folder)
-        ids = [tok(p, o, truncation="only_first", max_length=64)["input_ids"]
-               for p, opts in zip(questions.prompts, questions.options) for o in opts]
-        result = run_inference(InferConfig(models=[folder], test=work / "questions.csv", out=out / folder.name / "submission.csv"))
+        ids = [
+            tok(p, o, truncation="only_first", max_length=64)["input_ids"]
+            for p, opts in zip(questions.prompts, questions.options)
+            for o in opts
+        ]
+        result = run_inference(
+            InferConfig(
+                models=[str(folder)], test=str(work / "questions.csv"), out=str(out / folder.name / "submission.csv")
+            )
+        )
         logits = np.load(out / folder.name / "logits_ensemble.npy")
         results["models"][folder.name] = {"ids": ids, "logits": logits.tolist(), "map3": result.map3.get("ensemble")}
     (out / "results.json").write_text(json.dumps(results))
-    print(f"{args.tag}: transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, "
-          f"torch {torch.__version__}: {len(results['models'])} models scored")
+    print(
+        f"{args.tag}: transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, "
+        f"torch {torch.__version__}: {len(results['models'])} models scored"
+    )
 
 
 def compare(args) -> int:
@@ -130,7 +160,10 @@ def compare(args) -> int:
     new = json.loads((work / args.new / "results.json").read_text())
     v_ref, v_new = ref["versions"], new["versions"]
     for tag, v in ((args.ref, v_ref), (args.new, v_new)):
-        print(f"{tag}: transformers {v['transformers']}, tokenizers {v['tokenizers']}, torch {v['torch']}, python {v['python']}")
+        print(
+            f"{tag}: transformers {v['transformers']}, tokenizers {v['tokenizers']}, torch {v['torch']}, "
+            f"python {v['python']}"
+        )
     print("\n| model | token ids | max abs logit diff | top-3 order | result |\n|---|---|---|---|---|")
     worst, ok = 0.0, True
     for name, a in ref["models"].items():
@@ -145,11 +178,16 @@ def compare(args) -> int:
         same_top3 = bool((np.argsort(-la, 1, kind="stable")[:, :3] == np.argsort(-lb, 1, kind="stable")[:, :3]).all())
         passed = same_ids and diff <= args.atol
         worst, ok = max(worst, diff), ok and passed
-        print(f"| {name} | {'same' if same_ids else 'DIFFER'} | {diff:.2e} | {'same' if same_top3 else 'differs'} | "
-              f"{'PASS' if passed else 'FAIL'} |")
+        print(
+            f"| {name} | {'same' if same_ids else 'DIFFER'} | {diff:.2e} | {'same' if same_top3 else 'differs'} | "
+            f"{'PASS' if passed else 'FAIL'} |"
+        )
     verdict = "PASS" if ok else "FAIL"
-    print(f"\n{verdict}: transformers {v_new['transformers']} vs {v_ref['transformers']}: max abs logit diff {worst:.2e} "
-          f"(tolerance {args.atol:g}, fp16 level)")
+    print(
+        f"\n{verdict}: transformers {v_new['transformers']} vs {v_ref['transformers']}: "
+        f"max abs logit diff {worst:.2e} "
+        f"(tolerance {args.atol:g}, fp16 level)"
+    )
     return 0 if ok else 1
 
 

@@ -9,6 +9,7 @@ with its fused kernels too (the `--attention disentangled-flash` switch of train
 
 Without CUDA (and without --cpu-smoke) it says so and exits 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,7 +97,6 @@ def inference_model(config, device, attention: str):
     return model
 
 
-
 @torch.inference_mode()
 def inference_time(config, device, args, attention: str) -> dict:
     """Median seconds over args.repeats to score args.questions x options pairs the way mcq.predict does
@@ -158,8 +158,11 @@ def pad_batch(lengths: list[int], config, device) -> dict:
 
 
 def print_table(device_name: str, rows: list[tuple[str, str]], args) -> None:
-    print(f"\n{device_name}; torch {torch.__version__}; train batch {args.batch} questions x {args.options} options "
-          f"x max_length {args.max_length} (bf16 autocast on CUDA); inference fp16 on CUDA, token budget {args.batch_tokens}")
+    print(
+        f"\n{device_name}; torch {torch.__version__}; train batch {args.batch} questions x {args.options} options "
+        f"x max_length {args.max_length} (bf16 autocast on CUDA); inference fp16 on CUDA, "
+        f"token budget {args.batch_tokens}"
+    )
     print("| measurement | value |")
     print("|---|---|")
     for name, value in rows:
@@ -174,8 +177,12 @@ def train_row(r: dict) -> str:
 def infer_rows(attention: str, infer: dict, long: dict, args) -> list[tuple[str, str]]:
     qps = args.questions / infer["seconds"]
     rows = [
-        (f"inference, {args.questions} questions, {attention} ({infer['batches']} batches, median of {args.repeats})",
-         f"{infer['seconds']:.1f} s, {qps:.1f} questions/s, {infer['real_tokens'] / infer['seconds']:.0f} real tokens/s"),
+        (
+            f"inference, {args.questions} questions, {attention} ({infer['batches']} batches, "
+            f"median of {args.repeats})",
+            f"{infer['seconds']:.1f} s, {qps:.1f} questions/s, "
+            f"{infer['real_tokens'] / infer['seconds']:.0f} real tokens/s",
+        ),
         (f"projected: 3 models x {args.questions} questions, {attention}", f"{3 * infer['seconds'] / 60:.1f} min"),
     ]
     if long["peak_gib"] is not None:
@@ -191,7 +198,9 @@ def measure(config, device, args, attention: str) -> list[tuple[str, str]]:
         result = train_step_time(config, device, args, checkpointing, attention)
         rows.append(progress((f"train step, {label}, {attention}", train_row(result))))
     infer = inference_time(config, device, args, attention)
-    rows += [progress(r) for r in infer_rows(attention, infer, long_batch_memory(config, device, args, attention), args)]
+    rows += [
+        progress(r) for r in infer_rows(attention, infer, long_batch_memory(config, device, args, attention), args)
+    ]
     if attention != "eager":
         rows += [progress(r) for r in parity(config, device, args)]
     return rows

@@ -19,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import MINILM  # noqa: E402
-from retrieve_quality import STEM1K, load, normalise  # noqa: E402
-
+from bench.common import MINILM  # noqa: E402
+from bench.retrieve_quality import STEM1K, load, normalise  # noqa: E402
 from mcq.retrieve.ranking import reciprocal_rank_fusion  # noqa: E402
 
 DEPTH = 50

@@ -10,6 +10,7 @@ baseline : every pair padded to max_length (run_swag.py --pad_to_max_length), fi
 floor    : our batches, tokenised and collated beforehand, through the bare model (model time only)
 Model loading is outside every timing; tokenisation is inside ours and the baseline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,11 +71,13 @@ def bench_model(folder: Path, questions, args) -> list[dict]:
     ours_b = our_batches(features, MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8), args.batch_tokens)
     naive_b = naive_batches(questions, tokenizer, args.max_length, args.batch)
     floor_b = [{k: v.to(device) for k, v in b.items()} for b in ours_b]
-    times = {"ours": [], "baseline": [], "floor": []}
+    times: dict[str, list[float]] = {"ours": [], "baseline": [], "floor": []}
     run_floor(model, floor_b[:1])  # warm-up
     for r in range(args.repeats):
         times["floor"].append(timed(run_floor, model, floor_b)[1])
-        times["ours"].append(timed(run_ours, model, questions, tokenizer, args.max_length, args.batch_tokens, device)[1])
+        times["ours"].append(
+            timed(run_ours, model, questions, tokenizer, args.max_length, args.batch_tokens, device)[1]
+        )
         if not args.skip_baseline:
             times["baseline"].append(timed(run_baseline, model, questions, tokenizer, args.max_length, args.batch)[1])
         print(f"  repeat {r + 1}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items() if v), flush=True)
@@ -83,7 +86,8 @@ def bench_model(folder: Path, questions, args) -> list[dict]:
     counts = {"ours": token_counts(ours_b), "baseline": token_counts(naive_b), "floor": token_counts(ours_b)}
     return [
         {"path": k, "seconds": median(v), "runs": v, "real": counts[k][0], "computed": counts[k][1]}
-        for k, v in times.items() if v
+        for k, v in times.items()
+        if v
     ]
 
 
@@ -104,7 +108,9 @@ def print_table(name: str, n: int, rows: list[dict]) -> None:
     print("|---|---:|---:|---:|---|")
     for r in rows:
         runs = ", ".join(f"{t:.2f}" for t in r["runs"])
-        print(f"| {r['path']} | {r['seconds']:.2f} | {n / r['seconds']:.1f} | {r['real'] / r['computed']:.3f} | {runs} |")
+        print(
+            f"| {r['path']} | {r['seconds']:.2f} | {n / r['seconds']:.1f} | {r['real'] / r['computed']:.3f} | {runs} |"
+        )
     if "baseline" in by:
         print(f"speed-up ours vs baseline: {by['baseline']['seconds'] / by['ours']['seconds']:.2f}x (target >= 2x)")
     print(f"ours / floor: {by['ours']['seconds'] / by['floor']['seconds']:.3f}x (target <= 1.15x)")
@@ -132,9 +138,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     questions = read_questions(args.data, require_answer=False).head(args.limit)
     with tempfile.TemporaryDirectory() as tmp:
-        folders = find_model_folders(args.models) if args.models else [
-            export_backbone(MINILM, Path(tmp) / "minilm", args.max_length, questions.letters)
-        ]
+        folders = (
+            find_model_folders(args.models)
+            if args.models
+            else [export_backbone(MINILM, Path(tmp) / "minilm", args.max_length, questions.letters)]
+        )
         for folder in folders:
             print_table(folder.name, len(questions), bench_model(folder, questions, args))
     return 0

@@ -6,8 +6,8 @@ question's own (gold) passage as their `context` column, which only the `gold-*`
 (`context_source: file`): every other variant retrieves (or, `closed`, reads no context). Same MiniLM recipe,
 seeds, steps and max_length for every variant (the recipe of bench/open_book_score.py).
 
-    python bench/open_book_ablation.py --work runs/open-book-ablation          # ~30 min a variant, 2 CPU cores
-    python bench/open_book_ablation.py --work /tmp/x --train-n 40 --test-n 20 --seeds 0 --max-steps 2 \\
+    python -m bench.open_book_ablation --work runs/open-book-ablation          # ~30 min a variant, 2 CPU cores
+    python -m bench.open_book_ablation --work /tmp/x --train-n 40 --test-n 20 --seeds 0 --max-steps 2 \\
         --variants closed,reader                                              # smoke
 
 Run the same command again to resume (finished variants and seeds are kept). The tables are
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MINILM  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python bench/NAME.py: the root, for bench.*
+from bench.common import MINILM  # noqa: E402
 
 STEM1K = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_stem1k_with_context.csv"
 VARIANTS = {

@@ -10,6 +10,7 @@ retrieval, which says whether this reader can use context at all. --runs picks w
     python bench/open_book_score.py            # 3 seeds each way, ~30 min on 2 CPU cores
     python bench/open_book_score.py --train-n 80 --test-n 40 --seeds 0 --max-steps 5   # smoke
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MINILM  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python bench/NAME.py: the root, for bench.*
+from bench.common import MINILM  # noqa: E402
 
 STEM1K = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_stem1k_with_context.csv"
 
@@ -99,26 +100,40 @@ def main(argv=None) -> int:
     for name in args.runs:
         results[name] = run(args, work, name, work / "index" if name == "open" else None)
         print(f"{name}: {results[name]}", flush=True)  # a long run keeps what it measured
-    labels = {"closed": "closed book", "open": f"open book ({args.retriever}, k={args.k})",
-              "gold": f"gold context ({args.context_chars} chars)"}
-    rows = ["| run | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | ensemble | wall s |",
-            "|---|" + "---|" * (len(args.seeds) + 3)]
+    labels = {
+        "closed": "closed book",
+        "open": f"open book ({args.retriever}, k={args.k})",
+        "gold": f"gold context ({args.context_chars} chars)",
+    }
+    rows = [
+        "| run | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | ensemble | wall s |",
+        "|---|" + "---|" * (len(args.seeds) + 3),
+    ]
     for name, r in results.items():
         mean = sum(r["seeds"]) / len(r["seeds"])
-        rows.append(f"| {labels[name]} | " + " | ".join(f"{x:.4f}" for x in r["seeds"])
-                    + f" | {mean:.4f} | {r['ensemble']:.4f} | {r['wall_s']:.0f} |")
+        rows.append(
+            f"| {labels[name]} | "
+            + " | ".join(f"{x:.4f}" for x in r["seeds"])
+            + f" | {mean:.4f} | {r['ensemble']:.4f} | {r['wall_s']:.0f} |"
+        )
     if "closed" in results:
         closed = results["closed"]
         for name in [n for n in results if n != "closed"]:
             gains = [o - c for o, c in zip(results[name]["seeds"], closed["seeds"])]
-            rows.append(f"| gain ({name} - closed) | " + " | ".join(f"{g:+.4f}" for g in gains)
-                        + f" | {sum(gains) / len(gains):+.4f} | {results[name]['ensemble'] - closed['ensemble']:+.4f} | |")
-    print(f"\n{args.train_n} training / {args.test_n} scored questions of stem1k; corpus {manifest['passages']} "
-          f"passages; MiniLM, max_length {args.max_length}, {args.epochs:g} epoch(s), lr {args.lr:g}\n")
+            rows.append(
+                f"| gain ({name} - closed) | "
+                + " | ".join(f"{g:+.4f}" for g in gains)
+                + f" | {sum(gains) / len(gains):+.4f} | {results[name]['ensemble'] - closed['ensemble']:+.4f} | |"
+            )
+    print(
+        f"\n{args.train_n} training / {args.test_n} scored questions of stem1k; corpus {manifest['passages']} "
+        f"passages; MiniLM, max_length {args.max_length}, {args.epochs:g} epoch(s), lr {args.lr:g}\n"
+    )
     print("\n".join(rows))
     if args.json:
-        args.json.write_text(json.dumps({**results, "args": vars(args) | {
-            "work": str(work), "json": str(args.json)}}, indent=2))
+        args.json.write_text(
+            json.dumps({**results, "args": vars(args) | {"work": str(work), "json": str(args.json)}}, indent=2)
+        )
     return 0
 
 

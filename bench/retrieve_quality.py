@@ -8,6 +8,7 @@ passage shared by two questions' contexts counts for both).
     python bench/retrieve_quality.py                     # all four retrievers (dense ones embed on CPU: minutes)
     python bench/retrieve_quality.py --retrievers bm25 tfidf --limit 200
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MINILM  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python bench/NAME.py: the root, for bench.*
+from bench.common import MINILM  # noqa: E402
 
 STEM1K = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_stem1k_with_context.csv"
 DEPTHS = (1, 3, 5)
@@ -116,10 +117,18 @@ def main(argv=None) -> int:
         manifest = build_index([work / "corpus.csv"], work / name, IndexSettings(retriever=name, embedder=embedder))
         build_s = time.perf_counter() - start
         scores, qps = recall(open_index(work / name), queries, own)
-        figures[name] = {"recall": scores, "build_s": build_s, "qps": qps, "disk_bytes": manifest["disk_bytes"],
-                         "passages": manifest["passages"]}
-        rows.append(f"| {name} | " + " | ".join(f"{scores[d]:.3f}" for d in DEPTHS)
-                    + f" | {build_s:.1f} | {qps:.0f} | {manifest['disk_bytes'] / 2**20:.1f} |")
+        figures[name] = {
+            "recall": scores,
+            "build_s": build_s,
+            "qps": qps,
+            "disk_bytes": manifest["disk_bytes"],
+            "passages": manifest["passages"],
+        }
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{scores[d]:.3f}" for d in DEPTHS)
+            + f" | {build_s:.1f} | {qps:.0f} | {manifest['disk_bytes'] / 2**20:.1f} |"
+        )
         print(rows[-1], flush=True)
     n_passages = next(iter(figures.values()))["passages"]
     print(f"\n{len(queries)} questions; corpus: {len(corpus)} contexts -> {n_passages} passages (default settings)\n")

@@ -10,6 +10,7 @@
     python bench/retrieve_scale.py                       # (a) and (b) up to 1M passages: ~15 min on 2 cores
     python bench/retrieve_scale.py --sizes 10000 20000   # quick
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,8 @@ def peak_rss() -> int:
 
 
 def stem1k():
-    sys.path.insert(0, str(HERE.parent))
-    from retrieve_quality import load, normalise
+    sys.path.insert(0, str(HERE.parents[1]))
+    from bench.retrieve_quality import load, normalise
 
     corpus, queries, own = load(None)
     return corpus, queries, own, normalise
@@ -125,6 +126,7 @@ def synthetic(path: Path, n: int, seed: int = 0, vocab: int = 200_000) -> None:
         table = pa.table({"id": [f"s{start + i}" for i in range(m)], "title": titles, "text": texts})
         writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table)
+    assert writer is not None, "no passages asked for"
     writer.close()
 
 
@@ -141,8 +143,14 @@ def one_size(path: Path, phase: str) -> dict:
 
         start = time.perf_counter()
         manifest = build_index([path], out)
-        return {"passages": manifest["passages"], "build_s": time.perf_counter() - start, "read_s": manifest["read_s"],
-                "rss": peak_rss(), "disk": manifest["disk_bytes"], "ram_estimate": manifest["ram_bytes"]}
+        return {
+            "passages": manifest["passages"],
+            "build_s": time.perf_counter() - start,
+            "read_s": manifest["read_s"],
+            "rss": peak_rss(),
+            "disk": manifest["disk_bytes"],
+            "ram_estimate": manifest["ram_bytes"],
+        }
     start = time.perf_counter()
     index = open_index(out)
     load_s = time.perf_counter() - start
@@ -231,25 +239,33 @@ def baselines(figures: dict, before: Path | None) -> None:
     print("\n| system (1k stem1k contexts) | build s | queries/s | peak RSS MiB | recall@5 | queries/s vs ours |")
     print("|---|---|---|---|---|---|")
     for kind, f in figures["baselines"].items():
-        print(f"| {kind} | {f['build_s']:.2f} | {f['qps']:.0f} | {f['rss'] / 2**20:.0f} | {f['recall5']:.3f} | "
-              f"{f['qps'] / ours['qps']:.3f}x |")
+        print(
+            f"| {kind} | {f['build_s']:.2f} | {f['qps']:.0f} | {f['rss'] / 2**20:.0f} | {f['recall5']:.3f} | "
+            f"{f['qps'] / ours['qps']:.3f}x |"
+        )
 
 
 def print_sizes(figures: dict, codes: dict) -> None:
-    print("\n| passages | code | build s | of which read+split s | build peak RSS GiB | index GiB | load s | "
-          "ms/query | ms/query, 16 rarest words | search peak RSS GiB |")
+    print(
+        "\n| passages | code | build s | of which read+split s | build peak RSS GiB | index GiB | load s | "
+        "ms/query | ms/query, 16 rarest words | search peak RSS GiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in figures["sizes"]:
         for name in codes:
             f = row[name]
             pruned = f"{f['query_ms_16']:.2f}" if "query_ms_16" in f else "-"
-            print(f"| {f['passages']:,} | {name} | {f['build_s']:.1f} | {f['read_s']:.1f} | {f['rss'] / GIB:.2f} | "
-                  f"{f['disk'] / GIB:.3f} | {f['load_s']:.2f} | {f['query_ms_0']:.2f} | {pruned} | "
-                  f"{f['search_rss'] / GIB:.2f} |")
+            print(
+                f"| {f['passages']:,} | {name} | {f['build_s']:.1f} | {f['read_s']:.1f} | {f['rss'] / GIB:.2f} | "
+                f"{f['disk'] / GIB:.3f} | {f['load_s']:.2f} | {f['query_ms_0']:.2f} | {pruned} | "
+                f"{f['search_rss'] / GIB:.2f} |"
+            )
         if "before" in row:
             a, b = row["after"], row["before"]
-            print(f"| | after / before | {a['build_s'] / b['build_s']:.2f} | | {a['rss'] / b['rss']:.2f} | "
-                  f"{a['disk'] / b['disk']:.2f} | | {a['query_ms_0'] / b['query_ms_0']:.2f} | | |")
+            print(
+                f"| | after / before | {a['build_s'] / b['build_s']:.2f} | | {a['rss'] / b['rss']:.2f} | "
+                f"{a['disk'] / b['disk']:.2f} | | {a['query_ms_0'] / b['query_ms_0']:.2f} | | |"
+            )
     if len(figures["sizes"]) < 2:
         return
     for name in codes:
@@ -264,10 +280,12 @@ def print_sizes(figures: dict, codes: dict) -> None:
                                                       "disk_gib": at("disk") / GIB, "query_ms": per_q}  # fmt: skip
         minutes = ", ".join(f"{ms * 4000 / 60000:.1f} min ({'all words' if t == 0 else f'{t} rarest'})"
                             for t, ms in per_q.items())  # fmt: skip
-        print(f"\n{name}: projection to {TARGET:,} passages (linear through the two largest sizes): build "
-              f"{at('build_s') / 3600:.2f} h, build peak RSS {at('rss') / GIB:.1f} GiB, index {at('disk') / GIB:.1f} "
-              f"GiB, 4,000 questions: {minutes}. Kaggle: ~{KAGGLE['ram_gib']:.0f} GiB RAM, {KAGGLE['disk_gib']:.0f} "
-              f"GiB working disk, {KAGGLE['hours']:.0f} h.")
+        print(
+            f"\n{name}: projection to {TARGET:,} passages (linear through the two largest sizes): build "
+            f"{at('build_s') / 3600:.2f} h, build peak RSS {at('rss') / GIB:.1f} GiB, index {at('disk') / GIB:.1f} "
+            f"GiB, 4,000 questions: {minutes}. Kaggle: ~{KAGGLE['ram_gib']:.0f} GiB RAM, {KAGGLE['disk_gib']:.0f} "
+            f"GiB working disk, {KAGGLE['hours']:.0f} h."
+        )
 
 
 if __name__ == "__main__":

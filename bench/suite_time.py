@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -54,7 +55,7 @@ def collected(checkout: Path) -> list[str]:
     return [line for line in proc.stdout.splitlines() if "::" in line]
 
 
-def same_tests(a_ids: list[str], b_ids: list[str], also: list[str] = ()) -> list[str]:
+def same_tests(a_ids: list[str], b_ids: list[str], also: Sequence[str] = ()) -> list[str]:
     """A's node ids whose test name B has too (files moved, names kept), then the renamed ones in `also`."""
     unknown = [i for i in also if i not in a_ids]
     if unknown:

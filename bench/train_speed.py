@@ -9,6 +9,7 @@ baseline : the same Trainer, arguments and optimizer, but random sampling and ev
 Both train a fixed number of optimizer steps from the same weights on the same questions (phase 2:
 word embeddings frozen); tokens/s counts real (non-pad) tokens seen by the model's forward.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,15 +60,24 @@ def train_once(cfg: TrainConfig, features, tokenizer, naive: bool, out: Path) ->
     else:
         collator = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8)
     groups = param_groups(model, args.learning_rate, full.layers, args.weight_decay)
-    trainer = RecipeTrainer(phase=full, model=model, args=args, train_dataset=features, data_collator=collator,
-                            processing_class=tokenizer, optimizers=(build_optimizer(groups, cfg.adam_eps), None))
+    trainer = RecipeTrainer(
+        phase=full,
+        model=model,
+        args=args,
+        train_dataset=features,
+        data_collator=collator,
+        processing_class=tokenizer,
+        optimizers=(build_optimizer(groups, cfg.adam_eps), None),
+    )
     _, seconds = timed(trainer.train)
     return {"seconds": seconds, "real": counter.real, "computed": counter.computed}
 
 
 def print_table(rows: dict[str, list[dict]], cfg: TrainConfig, n: int) -> None:
-    print(f"\nMiniLM-L6 multiple choice, {n} questions, {cfg.max_steps} steps x {cfg.per_device_batch} questions, "
-          f"max_length {cfg.max_length}; medians of {len(rows['ours'])} runs; {cpu_name()}")
+    print(
+        f"\nMiniLM-L6 multiple choice, {n} questions, {cfg.max_steps} steps x {cfg.per_device_batch} questions, "
+        f"max_length {cfg.max_length}; medians of {len(rows['ours'])} runs; {cpu_name()}"
+    )
     print("| path | median s | real tokens | tokens computed | padding efficiency | real tokens/s | runs (s) |")
     print("|---|---:|---:|---:|---:|---:|---|")
     rate = {}
@@ -98,8 +108,16 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    cfg = TrainConfig(model=args.model, max_steps=args.steps, per_device_batch=args.batch, max_length=args.max_length,
-                      precision="fp32", save_steps=10**6, logging_steps=10**6, report_to=["none"])
+    cfg = TrainConfig(
+        model=args.model,
+        max_steps=args.steps,
+        per_device_batch=args.batch,
+        max_length=args.max_length,
+        precision="fp32",
+        save_steps=10**6,
+        logging_steps=10**6,
+        report_to=["none"],
+    )
     questions = read_questions(args.data, require_answer=True).head(args.questions)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
     features = encode(questions, tokenizer, cfg.max_length)

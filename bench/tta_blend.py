@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import VALID  # noqa: E402
-
+from bench.common import VALID  # noqa: E402
 from mcq.core.blend import blend_report  # noqa: E402
 from mcq.core.data import read_questions  # noqa: E402
 from mcq.core.infer import run_inference  # noqa: E402
@@ -46,7 +44,9 @@ def tta(models: Path, valid: Path, rotations: list[int]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for n in rotations:
             start = time.perf_counter()
-            result = run_inference(InferConfig(models=[models], test=valid, out=Path(tmp) / f"sub{n}.csv", tta_rotations=n))
+            result = run_inference(
+                InferConfig(models=[str(models)], test=str(valid), out=str(Path(tmp) / f"sub{n}.csv"), tta_rotations=n)
+            )
             wall = time.perf_counter() - start
             timing = result.timings["predict_s"]
             rows.append({"rotations": n, "map3": result.map3, "predict_s": timing, "wall_s": wall})
@@ -79,8 +79,13 @@ def blends(ablation: Path, valid_file: Path) -> dict:
             "gain_interval": [report.gain_low, report.gain_high],
             "use_tuned": report.use_tuned,
         }
-        print(f"{label}: equal {report.map3_equal:.4f}, tuned {report.map3_tuned:.4f} (cross-validated), "
-              f"gain {report.gain:+.4f} [{report.gain_low:+.4f}, {report.gain_high:+.4f}], used {report.use_tuned}; fitted {[round(w, 3) for w in report.fitted]}", flush=True)  # fmt: skip
+        fitted = [round(w, 3) for w in report.fitted]
+        print(
+            f"{label}: equal {report.map3_equal:.4f}, tuned {report.map3_tuned:.4f} (cross-validated), "
+            f"gain {report.gain:+.4f} [{report.gain_low:+.4f}, {report.gain_high:+.4f}], used {report.use_tuned}; "
+            f"fitted {fitted}",
+            flush=True,
+        )
     return out
 
 

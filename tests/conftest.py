@@ -1,5 +1,6 @@
 """Shared fixtures: tiny randomly initialised backbones (DeBERTa-v2 with a sentencepiece tokenizer
 trained here, BERT with a WordPiece vocabulary built here) and small question files. No network."""
+
 from __future__ import annotations
 
 import csv
@@ -42,8 +43,15 @@ def sentences(n: int, seed: int = 0, length: int = 12) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(length)) for _ in range(n)]
 
 
-def write_questions(path: Path, n: int, seed: int = 0, answers: bool = True, with_id: bool = True,
-                    context: bool = False, letters: str = LETTERS) -> Path:
+def write_questions(
+    path: Path,
+    n: int,
+    seed: int = 0,
+    answers: bool = True,
+    with_id: bool = True,
+    context: bool = False,
+    letters: str = LETTERS,
+) -> Path:
     """A small synthetic question file in the competition layout (our own random text)."""
     rng = random.Random(seed)
     header = (["id"] if with_id else []) + ["prompt"] + (["context"] if context else []) + list(letters)
@@ -68,9 +76,20 @@ def _train_spm(folder: Path) -> None:
 
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences(2000)), model_writer=buf, vocab_size=96, model_type="unigram",
-        pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]",
-        eos_piece="[SEP]", user_defined_symbols=["[MASK]"], minloglevel=2,
+        sentence_iterator=iter(sentences(2000)),
+        model_writer=buf,
+        vocab_size=96,
+        model_type="unigram",
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        pad_piece="[PAD]",
+        unk_piece="[UNK]",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        user_defined_symbols=["[MASK]"],
+        minloglevel=2,
     )
     (folder / "spm.model").write_bytes(buf.getvalue())
 
@@ -107,8 +126,14 @@ def tiny_bert(tmp_path_factory) -> Path:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizer.from_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     return folder
@@ -131,8 +156,10 @@ def trained_run(tiny_deberta, tmp_path_factory):
     from mcq.train.run import run_training
 
     folder = tmp_path_factory.mktemp("three-seed")
-    files = {"train": write_questions(folder / "train.csv", 24, seed=1),
-             "valid": write_questions(folder / "valid.csv", 12, seed=2)}
+    files = {
+        "train": write_questions(folder / "train.csv", 24, seed=1),
+        "valid": write_questions(folder / "valid.csv", 12, seed=2),
+    }
     cfg = tiny_config(tiny_deberta, files, folder / "run")
     return cfg, run_training(cfg)
 
@@ -160,9 +187,19 @@ def tiny_config(model, files, out, **kw):
     from mcq.train.config import TrainConfig
 
     values = dict(
-        train=[str(files["train"])], valid=str(files["valid"]), model=str(model), output_dir=str(out),
-        head_steps=2, head_lr=1e-2, epochs=1, per_device_batch=4, max_length=48, lr=1e-3,
-        logging_steps=1, save_steps=2, eval_batch=4,
+        train=[str(files["train"])],
+        valid=str(files["valid"]),
+        model=str(model),
+        output_dir=str(out),
+        head_steps=2,
+        head_lr=1e-2,
+        epochs=1,
+        per_device_batch=4,
+        max_length=48,
+        lr=1e-3,
+        logging_steps=1,
+        save_steps=2,
+        eval_batch=4,
     )
     values.update(kw)
     return TrainConfig(**values)

@@ -1,4 +1,5 @@
 """Smoke tests of the benchmark helpers on tiny models (the benchmarks themselves live in bench/)."""
+
 import argparse
 
 import numpy as np
@@ -49,8 +50,15 @@ def test_infer_paths_agree_and_ours_pads_less(tiny_deberta, question_files, tmp_
 
 
 def test_train_speed_counts_real_and_padded_tokens(tiny_deberta, question_files, tmp_path):
-    cfg = TrainConfig(model=str(tiny_deberta), max_steps=2, per_device_batch=3, max_length=48, precision="fp32",
-                      save_steps=10**6, logging_steps=10**6)
+    cfg = TrainConfig(
+        model=str(tiny_deberta),
+        max_steps=2,
+        per_device_batch=3,
+        max_length=48,
+        precision="fp32",
+        save_steps=10**6,
+        logging_steps=10**6,
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_deberta)
     features = encode(read_questions(question_files["train"], require_answer=True), tokenizer, 48)
     ours = train_speed.train_once(cfg, features, tokenizer, False, tmp_path / "ours")
@@ -95,9 +103,11 @@ def test_synthetic_corpus_has_the_asked_passages_and_lengths(tmp_path):
 
 
 def test_suite_time_pairs_its_runs_and_takes_medians_of_the_ratios():
-    pairs = [({"wall": 30.0, "cpu": 60.0}, {"wall": 60.0, "cpu": 90.0}),
-             ({"wall": 40.0, "cpu": 50.0}, {"wall": 50.0, "cpu": 100.0}),
-             ({"wall": 20.0, "cpu": 70.0}, {"wall": 25.0, "cpu": 70.0})]
+    pairs = [
+        ({"wall": 30.0, "cpu": 60.0}, {"wall": 60.0, "cpu": 90.0}),
+        ({"wall": 40.0, "cpu": 50.0}, {"wall": 50.0, "cpu": 100.0}),
+        ({"wall": 20.0, "cpu": 70.0}, {"wall": 25.0, "cpu": 70.0}),
+    ]
     s = suite_time.summarise(pairs)
     assert (s["a_wall"], s["b_wall"], s["a_cpu"], s["b_cpu"]) == (30.0, 50.0, 60.0, 90.0)
     assert s["ratios_wall"] == [0.5, 0.8, 0.8] and s["ratio_wall"] == 0.8  # the pairs' median, not 30 / 50
@@ -105,17 +115,26 @@ def test_suite_time_pairs_its_runs_and_takes_medians_of_the_ratios():
 
 
 def test_suite_time_times_a_real_pytest_run_and_its_exit_code(tmp_path):
-    (tmp_path / "test_one.py").write_text("import time\n\ndef test_ok():\n    time.sleep(0.2)\n\n"
-                                          "def test_no():\n    assert False\n")
+    (tmp_path / "test_one.py").write_text(
+        "import time\n\ndef test_ok():\n    time.sleep(0.2)\n\ndef test_no():\n    assert False\n"
+    )
     passed = suite_time.timed(tmp_path, ["-p", "no:cacheprovider", "-k", "ok"])
     assert passed["code"] == 0 and passed["wall"] >= 0.2 and passed["cpu"] > 0
     assert suite_time.timed(tmp_path, ["-p", "no:cacheprovider"])["code"] == 1
 
 
 def test_suite_time_keeps_the_tests_that_descend_from_the_old_suite():
-    old = ["tests/test_data.py::test_reads[a]", "tests/test_data.py::test_to_frame", "tests/test_sub.py::test_map3_old"]
-    new = ["tests/core/test_data.py::test_reads[a]", "tests/core/test_data.py::test_reads[b]",
-           "tests/core/test_submission.py::test_map3_score", "tests/ablate/test_stats.py::test_new"]
+    old = [
+        "tests/test_data.py::test_reads[a]",
+        "tests/test_data.py::test_to_frame",
+        "tests/test_sub.py::test_map3_old",
+    ]
+    new = [
+        "tests/core/test_data.py::test_reads[a]",
+        "tests/core/test_data.py::test_reads[b]",
+        "tests/core/test_submission.py::test_map3_score",
+        "tests/ablate/test_stats.py::test_new",
+    ]
     kept = suite_time.same_tests(new, old, also=["tests/core/test_submission.py::test_map3_score"])
     assert kept == ["tests/core/test_data.py::test_reads[a]", "tests/core/test_submission.py::test_map3_score"]
     with pytest.raises(SystemExit, match="test_gone"):

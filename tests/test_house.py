@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 
 import mcq.errors
-from conftest import ROOT
 from mcq.cli import main_guard
 from mcq.errors import DataError, KaggleCommandError, McqError, RehearsalError
 
@@ -60,8 +60,11 @@ def test_retrieval_imports_only_itself_and_the_shared_helpers():
 
 def test_ablations_sit_on_top_of_training_and_nothing_imports_them():
     for path in sorted((PACKAGE / "ablate").rglob("*.py")):
-        wrong = {n for n in mcq_imports(path) if n not in SHARED and not n.startswith(("mcq.ablate", "mcq.train",
-                                                                                       "mcq.core"))}
+        wrong = {
+            n
+            for n in mcq_imports(path)
+            if n not in SHARED and not n.startswith(("mcq.ablate", "mcq.train", "mcq.core"))
+        }
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: mcq.ablate uses train and core only"
     for path in sorted(PACKAGE.rglob("*.py")):
         if "ablate" not in path.relative_to(PACKAGE).parts:
@@ -133,8 +136,15 @@ def test_console_scripts_point_at_the_commands():
     scripts = {
         e.name: e for e in importlib.metadata.entry_points(group="console_scripts") if e.name.startswith("mcq-")
     }
-    assert set(scripts) == {"mcq-train", "mcq-infer", "mcq-kaggle", "mcq-rehearse", "mcq-generate", "mcq-retrieve",
-                            "mcq-ablate"}
+    assert set(scripts) == {
+        "mcq-train",
+        "mcq-infer",
+        "mcq-kaggle",
+        "mcq-rehearse",
+        "mcq-generate",
+        "mcq-retrieve",
+        "mcq-ablate",
+    }
     for entry in scripts.values():
         assert callable(entry.load()), entry
     script = shutil.which("mcq-infer", path=str(ROOT / ".venv" / "bin"))

@@ -108,9 +108,12 @@ def test_a_second_holder_of_a_folder_lock_is_refused_at_once_naming_the_first(tm
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ConfigError, match="is in use by an index build \\(PID 4242 on index-host"):
-            with folder_lock(lock, "an index build", "wait for it to finish, or choose another --out"):
-                pass
+        busy = "is in use by an index build \\(PID 4242 on index-host"
+        with (
+            pytest.raises(ConfigError, match=busy),
+            folder_lock(lock, "an index build", "wait, or choose another --out"),
+        ):
+            pass
     finally:
         holder.kill()
         holder.wait()

@@ -6,12 +6,14 @@ wheels of any dependency Kaggle's image lacks), installs the wheels offline (`pi
 --no-deps --target` a temporary folder), ensembles the models with mcq.core.infer.run_inference (fp16,
 every GPU) and writes submission.csv to the working folder. With a retrieval index attached (a folder
 holding mcq_index.json, from `python -m mcq.kaggle push-index`), each question's context is retrieved
-offline first, the way the models' training context was made; free RAM is checked against the index first. No path is hard-coded: UI-made kernels see
-/kaggle/input/<slug>/, API-pushed ones /kaggle/input/competitions/<slug>/ and /kaggle/input/datasets/<owner>/<slug>/.
+offline first, the way the models' training context was made; free RAM is checked against the index first.
+No path is hard-coded: UI-made kernels see /kaggle/input/<slug>/, API-pushed ones
+/kaggle/input/competitions/<slug>/ and /kaggle/input/datasets/<owner>/<slug>/.
 
 MCQ_KAGGLE_ROOT=DIR runs it on DIR/input and DIR/working instead of /kaggle (the local rehearsal:
 python -m mcq.rehearse). Only the standard library is imported before the mcq package is installed.
 """
+
 import csv
 import json
 import logging
@@ -102,8 +104,10 @@ def pick_code(found, input_root):
             "(python -m mcq.kaggle push-code) to this kernel."
         )
     if len(found) > 1:
-        raise KernelError(f"{len(found)} code datasets (mcq wheels) under {input_root}: {[str(p) for p in found]}. "
-                          "Attach one code dataset.")
+        raise KernelError(
+            f"{len(found)} code datasets (mcq wheels) under {input_root}: {[str(p) for p in found]}. "
+            "Attach one code dataset."
+        )
     wheels = sorted(found[0].glob("*.whl"), key=lambda w: (not w.name.startswith("mcq-"), w.name))
     if sum(w.name.startswith("mcq-") for w in wheels) > 1:
         raise KernelError(f"{found[0]} holds several mcq wheels: {[w.name for w in wheels]}. Push the code again.")
@@ -131,8 +135,10 @@ def pick_test(found, input_root, competition=COMPETITION):
         return found[0]
     if not found:
         raise KernelError(f"no test.csv under {input_root}: attach the {competition} competition data to this kernel.")
-    raise KernelError(f"no test.csv under a {competition} folder and {len(found)} elsewhere: "
-                      f"{[str(p) for p in found]}. Attach the competition data.")
+    raise KernelError(
+        f"no test.csv under a {competition} folder and {len(found)} elsewhere: "
+        f"{[str(p) for p in found]}. Attach the competition data."
+    )
 
 
 def find_index(input_root, setting=None):
@@ -144,8 +150,10 @@ def find_index(input_root, setting=None):
         return Path(setting)
     found = [folder for folder, _, files in walk(input_root) if INDEX_MANIFEST in files]
     if len(found) > 1:
-        raise KernelError(f"{len(found)} retrieval indexes under {input_root}: {[str(p) for p in found]}. "
-                          "Attach one index dataset, or set INDEX to the folder to use.")
+        raise KernelError(
+            f"{len(found)} retrieval indexes under {input_root}: {[str(p) for p in found]}. "
+            "Attach one index dataset, or set INDEX to the folder to use."
+        )
     return found[0] if found else None
 
 
@@ -176,13 +184,18 @@ def check_index_fits(index, working, ram=None, disk=None):
     disk = shutil.disk_usage(working).free if disk is None else disk
     gib = 2**30
     shown = "unknown" if ram is None else f"{ram / gib:.1f} GiB"
-    print(f"index: {index} ({manifest['passages']} passages, {manifest['settings']['retriever']}, "
-          f"{manifest.get('disk_bytes', 0) / gib:.2f} GiB on disk); needs ~{need / gib:.1f} GiB RAM, "
-          f"{shown} available; {disk / gib:.1f} GiB free in {working}", flush=True)
+    print(
+        f"index: {index} ({manifest['passages']} passages, {manifest['settings']['retriever']}, "
+        f"{manifest.get('disk_bytes', 0) / gib:.2f} GiB on disk); needs ~{need / gib:.1f} GiB RAM, "
+        f"{shown} available; {disk / gib:.1f} GiB free in {working}",
+        flush=True,
+    )
     if ram is not None and need > ram:
-        raise KernelError(f"the index {index} needs ~{need / gib:.1f} GiB of RAM and {ram / gib:.1f} GiB is "
-                          "available: build a smaller index (fewer passages, or tfidf/bm25 instead of dense) "
-                          "or use a machine with more memory.")
+        raise KernelError(
+            f"the index {index} needs ~{need / gib:.1f} GiB of RAM and {ram / gib:.1f} GiB is "
+            "available: build a smaller index (fewer passages, or tfidf/bm25 instead of dense) "
+            "or use a machine with more memory."
+        )
     if disk < 256 * 2**20:
         raise KernelError(f"only {disk / 2**20:.0f} MiB free in {working}: the submission and logits need room.")
     return manifest
@@ -190,26 +203,46 @@ def check_index_fits(index, working, ram=None, disk=None):
 
 def check_index_libraries(manifest):
     """The retriever's library must be importable (Kaggle's image has no bm25s: ship its wheel)."""
-    needs = {"bm25": ["bm25s"], "tfidf": ["sklearn"], "dense": ["faiss", "sentence_transformers"],
-             "hybrid": ["bm25s", "faiss", "sentence_transformers"]}[manifest["settings"]["retriever"]]
+    needs = {
+        "bm25": ["bm25s"],
+        "tfidf": ["sklearn"],
+        "dense": ["faiss", "sentence_transformers"],
+        "hybrid": ["bm25s", "faiss", "sentence_transformers"],
+    }[manifest["settings"]["retriever"]]
     for module in needs:
         try:
             __import__(module)
         except ImportError as err:
-            raise KernelError(f"the index needs the Python package '{module}', which is not installed here: add its "
-                              "wheel to the code dataset (python -m mcq.kaggle push-code --extra-wheels "
-                              f"{module.replace('_', '-')}-*.whl).") from err
+            raise KernelError(
+                f"the index needs the Python package '{module}', which is not installed here: add its "
+                "wheel to the code dataset (python -m mcq.kaggle push-code --extra-wheels "
+                f"{module.replace('_', '-')}-*.whl)."
+            ) from err
 
 
 def install_mcq(wheels):
     """pip install the wheels offline into a fresh temporary folder, put it first on sys.path, import mcq."""
     site = Path(tempfile.mkdtemp(prefix="mcq-site-"))
-    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile", "--quiet",
-           "--disable-pip-version-check", "--target", str(site), *map(str, wheels)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--target",
+        str(site),
+        *map(str, wheels),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise KernelError(f"installing {[w.name for w in wheels]} failed (pip exited {proc.returncode}): "
-                          f"{(proc.stdout + proc.stderr).strip()[-1500:]}")
+        raise KernelError(
+            f"installing {[w.name for w in wheels]} failed (pip exited {proc.returncode}): "
+            f"{(proc.stdout + proc.stderr).strip()[-1500:]}"
+        )
     sys.path.insert(0, str(site))
     import mcq
     import mcq.core.infer
@@ -238,15 +271,22 @@ def peak_rss():
 
 def run(env=os.environ):
     """Find the inputs, run the ensemble, write the submission; return the stage timings."""
-    for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"),
-                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+    for name, value in (
+        ("HF_HUB_OFFLINE", "1"),
+        ("TRANSFORMERS_OFFLINE", "1"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+    ):
         os.environ.setdefault(name, value)
     # mcq's warnings (a cut option, an empty prompt) and stage timings go to the kernel's log
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     input_root, working = kaggle_dirs(env)
     rerun = "yes" if env.get("KAGGLE_IS_COMPETITION_RERUN") else "no"
-    print(f"mcq kernel: input {input_root}, working {working}, run type {env.get('KAGGLE_KERNEL_RUN_TYPE', '-')}, "
-          f"competition rerun: {rerun}", flush=True)
+    print(
+        f"mcq kernel: input {input_root}, working {working}, run type {env.get('KAGGLE_KERNEL_RUN_TYPE', '-')}, "
+        f"competition rerun: {rerun}",
+        flush=True,
+    )
     start = time.perf_counter()
     wheels, models, test = find_inputs(input_root)
     index = find_index(input_root)
@@ -261,17 +301,30 @@ def run(env=os.environ):
     start = time.perf_counter()
     mcq = install_mcq(wheels)
     import_s = time.perf_counter() - start
-    print(f"code: {wheels[0]} (mcq {mcq.__version__}, {len(wheels) - 1} extra wheel(s)) installed in "
-          f"{import_s:.1f}s; devices: {describe_devices()}", flush=True)
+    print(
+        f"code: {wheels[0]} (mcq {mcq.__version__}, {len(wheels) - 1} extra wheel(s)) installed in "
+        f"{import_s:.1f}s; devices: {describe_devices()}",
+        flush=True,
+    )
     if manifest:
         check_index_libraries(manifest)
     start = time.perf_counter()
     from mcq.core.infer_config import InferConfig
 
-    cfg = InferConfig(models=[str(m) for m in models], test=str(test), out=str(working / SUBMISSION), weights=WEIGHTS,
-                      index=str(index) if index else None, k=K, context_chars=CONTEXT_CHARS, max_length=MAX_LENGTH,
-                      tta_rotations=TTA_ROTATIONS, blend=BLEND, evidence_embedder=EVIDENCE_EMBEDDER,
-                      **({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {}))
+    cfg = InferConfig(
+        models=[str(m) for m in models],
+        test=str(test),
+        out=str(working / SUBMISSION),
+        weights=WEIGHTS,
+        index=str(index) if index else None,
+        k=K,
+        context_chars=CONTEXT_CHARS,
+        max_length=MAX_LENGTH,
+        tta_rotations=TTA_ROTATIONS,
+        blend=BLEND,
+        evidence_embedder=EVIDENCE_EMBEDDER,
+        **({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {}),
+    )
     result = mcq.core.infer.run_inference(cfg)
     total = time.perf_counter() - start
     t = result.timings
@@ -283,23 +336,37 @@ def run(env=os.environ):
         "predict_s": t.get("predict_s", 0.0),
         "forward_s": t.get("forward_s", t.get("predict_s", 0.0)),
         "evidence_s": t.get("evidence_s", 0.0),
-        "write_s": max(0.0, total - sum(t.get(k, 0.0) for k in ("load_s", "retrieve_s", "tokenise_s", "predict_s",
-                                                                "evidence_s"))),
+        "write_s": max(
+            0.0, total - sum(t.get(k, 0.0) for k in ("load_s", "retrieve_s", "tokenise_s", "predict_s", "evidence_s"))
+        ),
     }
     timings["total_s"] = find_s + import_s + total
     if result.member_blend is not None:
         print(f"{result.member_blend.summary()} (chosen at training)", flush=True)
-    report = {"n_questions": result.n_questions, "n_models": len(result.models), "timings": timings,
-              "index": str(index) if index else None, "peak_rss_bytes": peak_rss(),
-              "submission": str(result.submission), "test": str(test), "code": str(wheels[0]), "map3": result.map3}
+    report = {
+        "n_questions": result.n_questions,
+        "n_models": len(result.models),
+        "timings": timings,
+        "index": str(index) if index else None,
+        "peak_rss_bytes": peak_rss(),
+        "submission": str(result.submission),
+        "test": str(test),
+        "code": str(wheels[0]),
+        "map3": result.map3,
+    }
     (working / TIMINGS).write_text(json.dumps(report, indent=2), encoding="utf-8")
     for name, score in result.map3.items():
         print(f"MAP@3 {name}: {score:.4f}", flush=True)
-    stages = ", ".join(f"{k[:-2]} {timings[k]:.1f}s"
-                       for k in ("find_s", "load_s", "retrieve_s", "tokenise_s", "predict_s", "write_s"))
-    print(f"timings: {stages} (forward passes {timings['forward_s']:.1f}s of predict); "
-          f"total {timings['total_s']:.1f}s", flush=True)
-    print(f"submission: {result.submission} ({result.n_questions} questions, {len(result.models)} model(s))", flush=True)
+    stages = ", ".join(
+        f"{k[:-2]} {timings[k]:.1f}s" for k in ("find_s", "load_s", "retrieve_s", "tokenise_s", "predict_s", "write_s")
+    )
+    print(
+        f"timings: {stages} (forward passes {timings['forward_s']:.1f}s of predict); total {timings['total_s']:.1f}s",
+        flush=True,
+    )
+    print(
+        f"submission: {result.submission} ({result.n_questions} questions, {len(result.models)} model(s))", flush=True
+    )
     return report
 
 
@@ -317,9 +384,11 @@ def write_fallback(env=os.environ):
     tmp = working / f".{SUBMISSION}.fallback"
     tmp.write_text("id,prediction\n" + "".join(f"{i},A B C\n" for i in ids), encoding="utf-8")
     os.replace(tmp, working / SUBMISSION)
-    print(f"!!! FALLBACK SUBMISSION: {working / SUBMISSION} holds 'A B C' for all {len(ids)} ids of {test}, not the "
-          "models' predictions: fix the error above (rehearse with this test file) and run the kernel again !!!",
-          flush=True)
+    print(
+        f"!!! FALLBACK SUBMISSION: {working / SUBMISSION} holds 'A B C' for all {len(ids)} ids of {test}, not the "
+        "models' predictions: fix the error above (rehearse with this test file) and run the kernel again !!!",
+        flush=True,
+    )
 
 
 def main():

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import tiny_config, write_questions
+
 from mcq.ablate.cli import main
 from mcq.ablate.variants import BUILTIN, FIXED, Variant, check_variant, choose, read_variants, variant_config
 from mcq.errors import ConfigError
@@ -18,10 +18,13 @@ from mcq.train.config import TrainConfig
 @pytest.fixture(scope="module")
 def base_yaml(tiny_deberta, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ablate")
-    files = {"train": write_questions(folder / "train.csv", 16, seed=1),
-             "valid": write_questions(folder / "valid.csv", 12, seed=2)}
-    cfg = tiny_config(tiny_deberta, files, folder / "base", seeds=[0, 1], layer_lr_shape="cosine",
-                      eval_per_epoch=False)
+    files = {
+        "train": write_questions(folder / "train.csv", 16, seed=1),
+        "valid": write_questions(folder / "valid.csv", 12, seed=2),
+    }
+    cfg = tiny_config(
+        tiny_deberta, files, folder / "base", seeds=[0, 1], layer_lr_shape="cosine", eval_per_epoch=False
+    )
     path = folder / "base.yaml"
     path.write_text(yaml.safe_dump(dataclasses.asdict(cfg)), encoding="utf-8")
     return path
@@ -35,8 +38,16 @@ def ablation(base_yaml):
     first = json.loads((root / "ablation.json").read_text())
     defined = base_yaml.parent / "mine.yaml"
     defined.write_text("half-lr:\n  about: the recipe at half the LR\n  lr: 5e-4\n", encoding="utf-8")
-    args = ["--config", str(base_yaml), "--variants", "full,recipe,half-lr,mean-lr", "--define", str(defined),
-            "--out", str(root)]
+    args = [
+        "--config",
+        str(base_yaml),
+        "--variants",
+        "full,recipe,half-lr,mean-lr",
+        "--define",
+        str(defined),
+        "--out",
+        str(root),
+    ]
     assert main(args) == 0
     return root, first, json.loads((root / "ablation.json").read_text())
 
@@ -64,8 +75,11 @@ def test_every_variant_trains_the_same_seeds_in_its_own_folder_with_its_override
 
 def test_pairs_hold_the_per_seed_differences_and_the_ensemble_bootstrap(ablation):
     _, _, table = ablation
-    assert [(p["a"], p["b"]) for p in table["pairs"]][:3] == [("full", "recipe"), ("full", "half-lr"),
-                                                              ("full", "mean-lr")]
+    assert [(p["a"], p["b"]) for p in table["pairs"]][:3] == [
+        ("full", "recipe"),
+        ("full", "half-lr"),
+        ("full", "mean-lr"),
+    ]
     assert len(table["pairs"]) == 6
     by_name = {v["name"]: v for v in table["variants"]}
     for p in table["pairs"]:
@@ -166,8 +180,19 @@ def test_the_benchmarks_read_an_ablation_folder(ablation, base_yaml, capsys):
     assert min(why["word embeddings"]["moved"]["full"]) > 0  # trained in `full`
     assert why["layer.0"]["recipe_factor"] < why["layer.1"]["recipe_factor"]
     valid = table["base_config"]["valid"]
-    args = ["--models", str(root / "recipe" / "models"), "--ablation", str(root), "--valid", valid,
-            "--rotations", "1", "2", "--json", str(root / "tta.json")]
+    args = [
+        "--models",
+        str(root / "recipe" / "models"),
+        "--ablation",
+        str(root),
+        "--valid",
+        valid,
+        "--rotations",
+        "1",
+        "2",
+        "--json",
+        str(root / "tta.json"),
+    ]
     assert tta_blend.main(args) == 0
     figures = json.loads((root / "tta.json").read_text())
     one, two = figures["tta"]

@@ -2,6 +2,7 @@
 attention, keeps parameter names (optimizer groups, checkpoints, exports), honours gradient
 checkpointing, and refuses what it cannot run with a clear error. On CPU the library runs its exact
 PyTorch backend, which exercises the same wrapper as the Triton kernels on CUDA."""
+
 import sys
 
 import pytest
@@ -60,7 +61,10 @@ def test_same_gradients_as_eager_with_frozen_word_embeddings(tiny_deberta):
         freeze_for(model, Phase.full(1e-3, freeze_word_embeddings=True))
         model(**batch).loss.backward()
     grads = {n: p.grad for n, p in flash.named_parameters() if p.requires_grad}
-    assert "deberta.encoder.rel_embeddings.weight" in grads and "deberta.encoder.layer.0.attention.self.query_proj.weight" in grads
+    assert (
+        "deberta.encoder.rel_embeddings.weight" in grads
+        and "deberta.encoder.layer.0.attention.self.query_proj.weight" in grads
+    )
     for name, p in eager.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
@@ -101,10 +105,20 @@ def test_infer_cli_refuses_flash_for_a_bert_model_in_one_line(tiny_bert, questio
     folder = export_untrained(str(tiny_bert), tmp_path / "bert", max_length=48)
     capsys.readouterr()  # the export's own loading output
     out = tmp_path / "out" / "submission.csv"
-    argv = ["--models", str(folder), "--test", str(question_files["test"]), "--out", str(out),
-            "--attention", "disentangled-flash"]
+    argv = [
+        "--models",
+        str(folder),
+        "--test",
+        str(question_files["test"]),
+        "--out",
+        str(out),
+        "--attention",
+        "disentangled-flash",
+    ]
     rc = main_guard(lambda: infer_cli.main(argv))
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith(f"error: attention: disentangled-flash needs a DeBERTa-v2/v3 backbone, {folder} is 'bert'")
+    assert rc == 2 and err.startswith(
+        f"error: attention: disentangled-flash needs a DeBERTa-v2/v3 backbone, {folder} is 'bert'"
+    )
     assert "Traceback" not in err and "Loading weights" not in err  # refused before any model loads
     assert not out.exists()

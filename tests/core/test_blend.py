@@ -1,15 +1,15 @@
 """Blend weights tuned on validation: the fit, its cross-validation, the decision rule, infer.py and the CLI."""
+
 import json
+import re
 import subprocess
 import sys
 
-import re
-
 import numpy as np
 import pytest
+from conftest import ROOT, write_questions
 
 import mcq.core.blend as blend
-from conftest import ROOT, write_questions
 from mcq.cli import main_guard
 from mcq.core import cli as infer_cli
 from mcq.core.blend import (
@@ -50,8 +50,10 @@ def test_the_loss_is_the_cross_entropy_and_its_gradient_is_exact():
     empty[0, 3] = True
     raw = np.array([0.3, 1.2, 0.7])
     _, grad = blend_loss(raw, np.where(empty, 0.0, stack), answers, empty)
-    numeric = [(blend_loss(raw + d, stack, answers, empty)[0] - blend_loss(raw - d, stack, answers, empty)[0]) / 2e-6
-               for d in np.eye(3) * 1e-6]
+    numeric = [
+        (blend_loss(raw + d, stack, answers, empty)[0] - blend_loss(raw - d, stack, answers, empty)[0]) / 2e-6
+        for d in np.eye(3) * 1e-6
+    ]
     np.testing.assert_allclose(grad, numeric, rtol=1e-5)
 
 
@@ -116,7 +118,9 @@ def test_a_gain_within_the_question_noise_still_uses_tuned_weights_and_says_so(m
     fake = {"folds": [], "map3_tuned": 0.52, "map3_equal": 0.51, "gain": 0.01, "low": -0.004, "high": 0.024}
     monkeypatch.setattr(blend, "cross_validated_gain", lambda *a, **k: fake)
     report = blend_report([informative, noise], answers, None, ["a", "b"])
-    assert report.use_tuned and report.weights == report.fitted and (report.gain_low, report.gain_high) == (-0.004, 0.024)
+    assert (
+        report.use_tuned and report.weights == report.fitted and (report.gain_low, report.gain_high) == (-0.004, 0.024)
+    )
     assert report.reason.endswith("over equal weights, within the noise of 200 questions")
     assert "+0.0100 [95 % interval -0.0040, +0.0240]" in report.reason
     fake.update(low=0.001)
@@ -152,8 +156,18 @@ def models(tiny_deberta, tmp_path):
 
 def test_inference_tunes_weights_on_valid_and_writes_blend_json(models, question_files, tmp_path, capsys):
     out = tmp_path / "out" / "submission.csv"
-    argv = ["--models", *map(str, models), "--test", str(question_files["test"]), "--out", str(out),
-            "--tune-weights", str(question_files["valid"]), "--tta-rotations", "2"]
+    argv = [
+        "--models",
+        *map(str, models),
+        "--test",
+        str(question_files["test"]),
+        "--out",
+        str(out),
+        "--tune-weights",
+        str(question_files["valid"]),
+        "--tta-rotations",
+        "2",
+    ]
     assert infer_cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "cross-validated MAP@3: tuned" in printed and f"blend report: {out.parent / 'blend.json'}" in printed
@@ -165,16 +179,26 @@ def test_inference_tunes_weights_on_valid_and_writes_blend_json(models, question
     assert report["use_tuned"] == (report["gain"] > 0)
     assert report["weights"] == (report["fitted"] if report["use_tuned"] else [0.5, 0.5])
     per_model = [np.load(out.parent / f"logits_seed{s}.npy") for s in range(2)]
-    np.testing.assert_allclose(np.load(out.parent / "logits_ensemble.npy"), mean_logits(per_model, report["weights"]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.load(out.parent / "logits_ensemble.npy"), mean_logits(per_model, report["weights"]), rtol=1e-6
+    )
     # the validation logits were made as the test's (two rotations) and are what the fit saw
-    run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "v" / "s.csv", tta_rotations=2))
+    run_inference(
+        InferConfig(models=models, test=question_files["valid"], out=tmp_path / "v" / "s.csv", tta_rotations=2)
+    )
     for s in range(2):
-        np.testing.assert_allclose(np.load(out.parent / f"valid_logits_seed{s}.npy"),
-                                   np.load(tmp_path / "v" / f"logits_seed{s}.npy"), atol=1e-6)
+        np.testing.assert_allclose(
+            np.load(out.parent / f"valid_logits_seed{s}.npy"),
+            np.load(tmp_path / "v" / f"logits_seed{s}.npy"),
+            atol=1e-6,
+        )
     valid = read_questions(question_files["valid"])
-    again = blend_report([np.load(out.parent / f"valid_logits_seed{s}.npy") for s in range(2)], valid.answers,
-                         valid.options, ["seed0", "seed1"])
+    again = blend_report(
+        [np.load(out.parent / f"valid_logits_seed{s}.npy") for s in range(2)],
+        valid.answers,
+        valid.options,
+        ["seed0", "seed1"],
+    )
     assert again.gain == pytest.approx(report["gain"]) and again.fitted == pytest.approx(report["fitted"], abs=1e-6)
 
 
@@ -220,21 +244,32 @@ def test_blend_command_on_saved_logits(tmp_path, capsys):
     assert report["use_tuned"] and report["gain_low"] > 0 and "beyond the noise of 60 questions" in printed
 
     np.save(tmp_path / "short.npy", good[:50])
-    assert main_guard(lambda: blend.main(["--logits", str(paths[0]), str(tmp_path / "short.npy"),
-                                          "--valid", str(valid_file)])) == 2
+    assert (
+        main_guard(
+            lambda: blend.main(["--logits", str(paths[0]), str(tmp_path / "short.npy"), "--valid", str(valid_file)])
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith(f"error: --logits {tmp_path / 'short.npy'}: shape (50, 5), but {valid_file} has 60")
     assert main_guard(lambda: blend.main(["--logits", str(paths[0]), "--valid", str(valid_file)])) == 2
     assert "two or more" in capsys.readouterr().err
-    assert main_guard(lambda: blend.main(["--logits", *map(str, paths), "--valid", str(valid_file), "--folds", "61"])) == 2
+    assert (
+        main_guard(lambda: blend.main(["--logits", *map(str, paths), "--valid", str(valid_file), "--folds", "61"]))
+        == 2
+    )
     assert "--folds 61" in capsys.readouterr().err
     with pytest.raises(DataError, match="no such file"):
         blend.load_logits([tmp_path / "missing.npy"], 60, 5, "valid.csv")
 
 
 def test_blend_command_help_imports_no_torch():
-    code = ("import sys, runpy\nsys.argv = ['x', '--help']\ntry:\n    runpy.run_module('mcq.core.blend', run_name='__main__')\n"
-            "except SystemExit:\n    pass\nprint(sorted(k for k in ('torch', 'transformers', 'pandas') if k in sys.modules))\n")
+    code = (
+        "import sys, runpy\nsys.argv = ['x', '--help']\ntry:\n"
+        "    runpy.run_module('mcq.core.blend', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(k for k in ('torch', 'transformers', 'pandas') if k in sys.modules))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0 and "--logits" in proc.stdout, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -273,10 +308,19 @@ def test_zscore_of_a_constant_row_is_zero():
 
 
 def member_blend(**changes) -> MemberBlend:
-    fields = dict(members=["models", "lexical"], weights=[0.75, 0.25], choice="tuned",
-                  map3={"models alone": 0.6, "lexical alone": 0.4, "equal": 0.62, "tuned": 0.65},
-                  gain=0.05, gain_low=0.01, gain_high=0.09, reason="tuned weights on 300 validation questions",
-                  n_questions=300, valid="valid.csv", embedder="")
+    fields = dict(
+        members=["models", "lexical"],
+        weights=[0.75, 0.25],
+        choice="tuned",
+        map3={"models alone": 0.6, "lexical alone": 0.4, "equal": 0.62, "tuned": 0.65},
+        gain=0.05,
+        gain_low=0.01,
+        gain_high=0.09,
+        reason="tuned weights on 300 validation questions",
+        n_questions=300,
+        valid="valid.csv",
+        embedder="",
+    )
     return MemberBlend(**{**fields, **changes})
 
 
@@ -333,9 +377,11 @@ def chosen_map3(result: MemberBlend) -> float:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_choose_blend_keeps_the_weight_on_an_informative_first_member_over_pure_noise(seed):
     rng, answers, onehot = members_of(seed=seed)
-    members = {"models": onehot + rng.normal(size=onehot.shape),
-               "noise": 50 * rng.normal(size=onehot.shape),  # a large scale: z-scoring must tame it
-               "offset noise": rng.normal(size=onehot.shape) + 3}
+    members = {
+        "models": onehot + rng.normal(size=onehot.shape),
+        "noise": 50 * rng.normal(size=onehot.shape),  # a large scale: z-scoring must tame it
+        "offset noise": rng.normal(size=onehot.shape) + 3,
+    }
     result = choose_blend(members, answers, None)
     assert result.weights[0] == max(result.weights) and result.weights[0] > 0.5
     alone = map3_score(members["models"], answers)
@@ -349,8 +395,10 @@ def test_choose_blend_combines_members_right_on_different_questions(seed):
     """A knows the answer on even questions, B on odd ones (on another scale); each is noise elsewhere."""
     rng, answers, onehot = members_of(seed=seed)
     even = (np.arange(len(answers)) % 2 == 0)[:, None]
-    members = {"a": rng.normal(size=onehot.shape) + 3 * onehot * even,
-               "b": 10 * (rng.normal(size=onehot.shape) + 3 * onehot * ~even)}
+    members = {
+        "a": rng.normal(size=onehot.shape) + 3 * onehot * even,
+        "b": 10 * (rng.normal(size=onehot.shape) + 3 * onehot * ~even),
+    }
     alone = [map3_score(x, answers) for x in members.values()]
     result = choose_blend(members, answers, None)
     assert result.choice in ("equal", "tuned")
@@ -367,8 +415,7 @@ def test_choose_blend_reports_members_in_order_weights_summing_to_one_and_why():
     options = [["opt"] * 5 for _ in range(n)]
     for i in range(n):
         options[i][blank[i]] = ""
-    members = {"zeta": 1.5 * onehot + rng.normal(size=onehot.shape),
-               "alpha": onehot + rng.normal(size=onehot.shape)}
+    members = {"zeta": 1.5 * onehot + rng.normal(size=onehot.shape), "alpha": onehot + rng.normal(size=onehot.shape)}
     result = choose_blend(members, answers, options, valid="valid.csv", embedder="bge-small")
     assert result.members == ["zeta", "alpha"]  # as given, not sorted
     assert len(result.weights) == 2 and sum(result.weights) == pytest.approx(1) and min(result.weights) >= 0

@@ -1,4 +1,5 @@
 """Reading question files: canonical form, tolerated quirks, and errors that say where and what to do."""
+
 from __future__ import annotations
 
 import logging
@@ -28,10 +29,10 @@ def content(q: Questions) -> tuple:
 
 
 def test_columns_in_any_order_come_back_in_letter_order(tmp_path):
-    path = write_text(tmp_path / "q.csv",
-                      "id,prompt,C,E,D,B,A,answer\n"
-                      "q1,Which one?,cc,ee,dd,bb,aa,D\n"
-                      "q2,And this?,c2,e2,d2,b2,a2,a\n")
+    path = write_text(
+        tmp_path / "q.csv",
+        "id,prompt,C,E,D,B,A,answer\nq1,Which one?,cc,ee,dd,bb,aa,D\nq2,And this?,c2,e2,d2,b2,a2,a\n",
+    )
     q = read_questions(path)
     assert q.letters == ("A", "B", "C", "D", "E")
     assert q.options == [["aa", "bb", "cc", "dd", "ee"], ["a2", "b2", "c2", "d2", "e2"]]
@@ -76,11 +77,7 @@ def test_gap_in_option_letters_names_the_missing_column(tmp_path):
 
 
 def test_empty_option_cells_are_blank_and_counted_in_a_warning(tmp_path, caplog):
-    path = write_text(tmp_path / "q.csv",
-                      "id,prompt,A,B,C,answer\n"
-                      "1,p?,a,,c,A\n"
-                      "2,r?,,b,c,B\n"
-                      "3,s?,a,b,c,C\n")
+    path = write_text(tmp_path / "q.csv", "id,prompt,A,B,C,answer\n1,p?,a,,c,A\n2,r?,,b,c,B\n3,s?,a,b,c,C\n")
     with caplog.at_level(logging.WARNING, logger="mcq.core.data"):
         q = read_questions(path)
     assert q.options == [["a", "", "c"], ["", "b", "c"], ["a", "b", "c"]]
@@ -128,8 +125,14 @@ def test_fixture_file_with_context(tmp_path):
 # --- encodings and line endings ---------------------------------------------------------------------
 
 TWO_ROWS = "id,prompt,A,B,C,answer\nq1,First?,a,b,c,C\nq2,Second?,d,e,f,A\n"
-TWO_ROWS_EXPECTED = (["q1", "q2"], ["First?", "Second?"], [["a", "b", "c"], ["d", "e", "f"]], ("A", "B", "C"),
-                     None, [2, 0])
+TWO_ROWS_EXPECTED = (
+    ["q1", "q2"],
+    ["First?", "Second?"],
+    [["a", "b", "c"], ["d", "e", "f"]],
+    ("A", "B", "C"),
+    None,
+    [2, 0],
+)
 
 
 def test_crlf_line_endings(tmp_path):
@@ -162,15 +165,17 @@ def test_non_ascii_text_survives(tmp_path):
 
 # --- other formats ---------------------------------------------------------------------------------
 
-ROWS = pd.DataFrame({
-    "id": ["0", "1", "2"],
-    "prompt": ["What is a photon?", "Which, of these, has commas?", 'A "quoted" prompt?'],
-    "context": ["light", "", "quotes"],
-    "C": ["c0", "c1", "c2"],
-    "A": ["a0", "None", "a2"],
-    "B": ["b0", "b1", ""],
-    "answer": ["A", "C", "C"],
-})
+ROWS = pd.DataFrame(
+    {
+        "id": ["0", "1", "2"],
+        "prompt": ["What is a photon?", "Which, of these, has commas?", 'A "quoted" prompt?'],
+        "context": ["light", "", "quotes"],
+        "C": ["c0", "c1", "c2"],
+        "A": ["a0", "None", "a2"],
+        "B": ["b0", "b1", ""],
+        "answer": ["A", "C", "C"],
+    }
+)
 
 
 def test_parquet_and_jsonl_read_the_same_as_csv(tmp_path):
@@ -205,21 +210,45 @@ def test_parquet_nulls_become_empty_options(tmp_path, caplog):
 BAD_CSV = [
     ("no prompt column", b"id,question,A,B\n1,q?,a,b\n", {}, ["'prompt'", "Rename"]),
     ("no option columns", b"id,prompt,answer\n1,p?,A\n", {}, ["no option columns", "Name them A, B, C"]),
-    ("answer F", b"id,prompt,A,B,answer\n1,p?,a,b,A\n2,r?,c,d,F\n", {},
-     ["line 3", "column 'answer'", "'F'", "Write the letter"]),
-    ("answer empty", b"id,prompt,A,B,answer\n1,p?,a,b,A\n2,r?,c,d,\n", {},
-     ["line 3", "column 'answer'", "''", "Write the letter"]),
-    ("answer E with four options", b"id,prompt,A,B,C,D,answer\n1,p?,a,b,c,d,E\n", {},
-     ["line 2", "column 'answer'", "ABCD"]),
-    ("answer points to an empty option", b"id,prompt,A,B,C,answer\n1,p?,a,b,c,A\n2,r?,a,,c,B\n", {},
-     ["line 3", "column 'B'", "empty", "Fix the key"]),
-    ("duplicate ids", b"id,prompt,A,B\n7,p?,a,b\n8,q?,a,b\n7,r?,a,b\n", {},
-     ["line 4", "line 2", "column 'id'", "'7'", "unique"]),
+    (
+        "answer F",
+        b"id,prompt,A,B,answer\n1,p?,a,b,A\n2,r?,c,d,F\n",
+        {},
+        ["line 3", "column 'answer'", "'F'", "Write the letter"],
+    ),
+    (
+        "answer empty",
+        b"id,prompt,A,B,answer\n1,p?,a,b,A\n2,r?,c,d,\n",
+        {},
+        ["line 3", "column 'answer'", "''", "Write the letter"],
+    ),
+    (
+        "answer E with four options",
+        b"id,prompt,A,B,C,D,answer\n1,p?,a,b,c,d,E\n",
+        {},
+        ["line 2", "column 'answer'", "ABCD"],
+    ),
+    (
+        "answer points to an empty option",
+        b"id,prompt,A,B,C,answer\n1,p?,a,b,c,A\n2,r?,a,,c,B\n",
+        {},
+        ["line 3", "column 'B'", "empty", "Fix the key"],
+    ),
+    (
+        "duplicate ids",
+        b"id,prompt,A,B\n7,p?,a,b\n8,q?,a,b\n7,r?,a,b\n",
+        {},
+        ["line 4", "line 2", "column 'id'", "'7'", "unique"],
+    ),
     ("empty id", b"id,prompt,A,B\n1,p?,a,b\n,q?,a,b\n", {}, ["line 3", "column 'id'", "empty"]),
     ("empty file", b"", {}, ["empty", "header row"]),
     ("header only", b"id,prompt,A,B,answer\n", {}, ["no questions below the header"]),
-    ("latin-1 byte", "id,prompt,A,B\n1,p?,a,b\n2,q?,a,b\n3,caf\xe9?,a,b\n".encode("latin-1"), {},
-     ["line 4", "UTF-8", "Re-save"]),
+    (
+        "latin-1 byte",
+        "id,prompt,A,B\n1,p?,a,b\n2,q?,a,b\n3,caf\xe9?,a,b\n".encode("latin-1"),
+        {},
+        ["line 4", "UTF-8", "Re-save"],
+    ),
     ("too many fields", b"id,prompt,A,B\n1,p?,a,b\n2,q?,a,b,c\n", {}, ["line 3", "5 fields", "header has 4", "Quote"]),
     ("too few fields", b"id,prompt,A,B\n1,p?,a,b\n2,q?,a\n3,r?,a,b\n", {}, ["line 3", "3 fields"]),
     ("text after a closing quote", b'id,prompt,A,B\n1,p?,a,b\n2,q?,"a"b,c\n', {}, ["line 3", "malformed", "quotes"]),
@@ -269,9 +298,10 @@ def test_invalid_jsonl(tmp_path):
 
 
 def test_jsonl_answer_error_names_the_line(tmp_path):
-    path = write_text(tmp_path / "q.jsonl",
-                      '{"prompt": "p?", "A": "a", "B": "b", "answer": "A"}\n'
-                      '{"prompt": "r?", "A": "a", "B": "b", "answer": "Z"}\n')
+    path = write_text(
+        tmp_path / "q.jsonl",
+        '{"prompt": "p?", "A": "a", "B": "b", "answer": "A"}\n{"prompt": "r?", "A": "a", "B": "b", "answer": "Z"}\n',
+    )
     with pytest.raises(DataError) as err:
         read_questions(path)
     assert "line 2" in str(err.value) and "column 'answer'" in str(err.value)
@@ -289,8 +319,18 @@ def test_repeated_header_column_is_a_data_error(tmp_path):
 def test_a_context_longer_than_the_csv_modules_default_cell_limit_is_read(tmp_path):
     passage = "photon energy " * 12_000  # 168,000 characters; the csv module's default limit is 131,072
     path = tmp_path / "long.csv"
-    pd.DataFrame({"prompt": ["what is light?"], "context": [passage], "A": ["a wave"], "B": ["a rock"],
-                  "C": ["heat"], "D": ["mass"], "E": ["gene"], "answer": ["A"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "prompt": ["what is light?"],
+            "context": [passage],
+            "A": ["a wave"],
+            "B": ["a rock"],
+            "C": ["heat"],
+            "D": ["mass"],
+            "E": ["gene"],
+            "answer": ["A"],
+        }
+    ).to_csv(path, index=False)
     q = read_questions(path, require_answer=True)
     assert q.contexts == [passage.strip()]  # cells are stripped
 
@@ -429,15 +469,12 @@ def test_real_stem1k_file_has_contexts():
     assert q.options[0] == [raw.loc[0, letter].strip() for letter in "ABCDE"]
 
 
-
 def test_inference_normalises_what_it_can_and_training_still_refuses(tmp_path, caplog):
     """The hidden test must be scored: lowercase option headers, cp1252 bytes and a repeated id are read with a
     warning in lenient mode (inference); training and validation files still stop with the file and line."""
     path = tmp_path / "t.csv"
     path.write_bytes(
-        b"id,prompt,a,b,c,d,e\n"
-        b"q1,Which caf\xe9 is hot,x,y,z,w,v\n"
-        b"q1,What is heat,energy,mass,light,atom,wave\n"
+        b"id,prompt,a,b,c,d,e\nq1,Which caf\xe9 is hot,x,y,z,w,v\nq1,What is heat,energy,mass,light,atom,wave\n"
     )
     caplog.set_level("WARNING")
     q = read_questions(path, lenient=True)

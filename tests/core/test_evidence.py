@@ -90,7 +90,12 @@ def test_the_evidence_reader_writes_a_submission_with_no_model(context_file, tmp
     lexical = float(re.search(r"MAP@3 lexical: ([0-9.]+)", printed).group(1))
     assert lexical > 0.6  # chance is 0.37 on five options
     assert "no model (evidence scores)" in printed
-    assert {p.name for p in out.parent.iterdir()} == {"submission.csv", "evidence_lexical.npy", "logits_blend.npy", "inference.json"}
+    assert {p.name for p in out.parent.iterdir()} == {
+        "submission.csv",
+        "evidence_lexical.npy",
+        "logits_blend.npy",
+        "inference.json",
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 """Tokenisation: context is cut first, then the prompt, never the option; nested per-option features."""
+
 import logging
 
 import pytest
@@ -11,8 +12,15 @@ from mcq.errors import DataError
 
 
 def one_question(prompt, options, context=None, answer=0):
-    return Questions("mem", ["q1"], [prompt], [options], tuple("ABCDE"[: len(options)]),
-                     None if context is None else [context], [answer])
+    return Questions(
+        "mem",
+        ["q1"],
+        [prompt],
+        [options],
+        tuple("ABCDE"[: len(options)]),
+        None if context is None else [context],
+        [answer],
+    )
 
 
 @pytest.fixture
@@ -33,7 +41,7 @@ def test_long_context_is_cut_before_the_prompt_and_options_stay_whole(tokenizer)
         words = decoded(tokenizer, ids)
         assert len(ids) == 24
         assert words[: len(prompt.split())] == prompt.split(), "prompt must survive while context can be cut"
-        assert words[-len(option.split()):] == option.split(), "option must never be cut"
+        assert words[-len(option.split()) :] == option.split(), "option must never be cut"
         assert "atom" in words  # some context kept
 
 
@@ -47,8 +55,15 @@ def test_long_prompt_is_cut_when_there_is_no_context_left(tokenizer):
 
 def test_cut_pairs_are_counted_in_the_log(tokenizer, caplog):
     caplog.set_level(logging.INFO, logger="mcq.core.features")
-    short = Questions("mem", ["q1", "q2"], ["what is heat", "what is light"], [["energy", "mass"]] * 2, ("A", "B"),
-                      ["atom " * 100, "wave"], [0, 1])
+    short = Questions(
+        "mem",
+        ["q1", "q2"],
+        ["what is heat", "what is light"],
+        [["energy", "mass"]] * 2,
+        ("A", "B"),
+        ["atom " * 100, "wave"],
+        [0, 1],
+    )
     encode(short, tokenizer, max_length=20)
     assert "mem: 2 of 4 (question, option) pairs (50.0%) reach max_length 20" in caplog.text
     caplog.clear()
@@ -86,8 +101,15 @@ def test_at_inference_a_long_option_is_cut_at_its_end_and_named_once(tokenizer, 
 
 
 def test_collator_pads_to_multiple_of_8_and_reshapes(tokenizer):
-    q = Questions("mem", ["a", "b"], ["what is heat", "which atom"], [["energy", "mass"], ["proton", "a very long electron cloud"]],
-                  ("A", "B"), None, None)
+    q = Questions(
+        "mem",
+        ["a", "b"],
+        ["what is heat", "which atom"],
+        [["energy", "mass"], ["proton", "a very long electron cloud"]],
+        ("A", "B"),
+        None,
+        None,
+    )
     features = encode(q, tokenizer, max_length=64)
     batch = MultipleChoiceCollator(tokenizer, pad_to_multiple_of=8)([features[0], features[1]])
     assert batch["input_ids"].shape[:2] == (2, 2) and batch["input_ids"].shape[2] % 8 == 0

@@ -1,4 +1,5 @@
 """Inference: exported folders -> checked ensemble submission; the bad-folder errors; the CLI."""
+
 import dataclasses
 import json
 import shutil
@@ -57,18 +58,26 @@ def test_leftovers_of_an_interrupted_export_are_never_ensembled(models, tiny_deb
 
 
 def test_weights_shift_the_ensemble(models, question_files, tmp_path):
-    run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "a" / "s.csv", weights=[1, 0, 0]))
+    run_inference(
+        InferConfig(models=models, test=question_files["valid"], out=tmp_path / "a" / "s.csv", weights=[1, 0, 0])
+    )
     only_first = np.load(tmp_path / "a" / "logits_ensemble.npy")
     np.testing.assert_allclose(only_first, np.load(tmp_path / "a" / "logits_seed0.npy"), rtol=1e-6)
     with pytest.raises(ValueError, match="2 weights for 3 models"):
-        run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "b" / "s.csv", weights=[1, 1]))
+        run_inference(
+            InferConfig(models=models, test=question_files["valid"], out=tmp_path / "b" / "s.csv", weights=[1, 1])
+        )
 
 
 def test_batching_and_fp16_export_give_the_same_logits(tiny_deberta, question_files, tmp_path):
     full = export_random(tiny_deberta, tmp_path / "fp32" / "m", 0)
     half = export_random(tiny_deberta, tmp_path / "fp16" / "m", 0, fp16=True)
-    run_inference(InferConfig(models=[full], test=question_files["valid"], out=tmp_path / "x" / "s.csv", batch_tokens=1))
-    run_inference(InferConfig(models=[full], test=question_files["valid"], out=tmp_path / "y" / "s.csv", batch_tokens=10**6))
+    run_inference(
+        InferConfig(models=[full], test=question_files["valid"], out=tmp_path / "x" / "s.csv", batch_tokens=1)
+    )
+    run_inference(
+        InferConfig(models=[full], test=question_files["valid"], out=tmp_path / "y" / "s.csv", batch_tokens=10**6)
+    )
     run_inference(InferConfig(models=[half], test=question_files["valid"], out=tmp_path / "z" / "s.csv"))
     a, b, c = (np.load(tmp_path / d / "logits_m.npy") for d in "xyz")
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -87,13 +96,16 @@ def test_token_budget_batches_longest_first_within_budget():
     assert token_budget_batches([300], 5, 10) == [[0]]
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("no_weights", "model.safetensors"),
-    ("no_tokenizer", "tokenizer.json"),
-    ("no_meta", META_FILE),
-    ("bad_meta", "not valid JSON"),
-    ("not_a_folder", "not a folder"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no_weights", "model.safetensors"),
+        ("no_tokenizer", "tokenizer.json"),
+        ("no_meta", META_FILE),
+        ("bad_meta", "not valid JSON"),
+        ("not_a_folder", "not a folder"),
+    ],
+)
 def test_broken_model_folder_fails_before_predicting(models, question_files, tmp_path, breakage, message):
     folder = models[1]
     if breakage == "no_weights":
@@ -116,19 +128,30 @@ def test_broken_model_folder_fails_before_predicting(models, question_files, tmp
 def test_models_that_disagree_on_tokenizer_or_length_fail(models, tiny_bert, question_files, tmp_path):
     bert = export_random(tiny_bert, tmp_path / "bert" / "m", 0)
     with pytest.raises(ModelFolderError, match="disagree on the tokenizer"):
-        run_inference(InferConfig(models=[models[0], bert], test=question_files["valid"], out=tmp_path / "o" / "s.csv"))
+        run_inference(
+            InferConfig(models=[models[0], bert], test=question_files["valid"], out=tmp_path / "o" / "s.csv")
+        )
     meta = json.loads((models[2] / META_FILE).read_text())
     meta["max_length"] = 64
     (models[2] / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ModelFolderError, match="max_length"):
         run_inference(InferConfig(models=models, test=question_files["valid"], out=tmp_path / "o" / "s.csv"))
-    result = run_inference(InferConfig(models=[models[0], bert], test=question_files["valid"], out=tmp_path / "o" / "s.csv", allow_mixed=True))
+    result = run_inference(
+        InferConfig(
+            models=[models[0], bert], test=question_files["valid"], out=tmp_path / "o" / "s.csv", allow_mixed=True
+        )
+    )
     assert len(result.models) == 2
 
 
 def test_cli_writes_submission_and_prints_map(models, question_files, tmp_path, capsys):
     out = tmp_path / "cli" / "submission.csv"
-    assert infer_cli.main(["--models", str(tmp_path / "models"), "--test", str(question_files["test"]), "--out", str(out)]) == 0
+    assert (
+        infer_cli.main(
+            ["--models", str(tmp_path / "models"), "--test", str(question_files["test"]), "--out", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "MAP@3" not in printed  # the test file has no answers
     assert f"submission: {out.resolve()}" in printed
@@ -139,7 +162,9 @@ def test_cli_writes_submission_and_prints_map(models, question_files, tmp_path, 
 def test_cli_bad_input_is_one_clear_line(models, tmp_path, capsys):
     bad = tmp_path / "test.csv"
     bad.write_text("id,prompt,A,B\n1,q,a\n")
-    rc = main_guard(lambda: infer_cli.main(["--models", str(models[0]), "--test", str(bad), "--out", str(tmp_path / "s.csv")]))
+    rc = main_guard(
+        lambda: infer_cli.main(["--models", str(models[0]), "--test", str(bad), "--out", str(tmp_path / "s.csv")])
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and "line 2" in err and "Traceback" not in err
     assert not (tmp_path / "s.csv").exists()
@@ -245,8 +270,9 @@ def test_inference_scores_every_question_of_a_syntactically_valid_file(models, t
     assert "every option empty" in text and "id blank" in text
 
 
-def test_a_full_disk_at_the_submission_keeps_the_previous_one_and_names_it(models, question_files, tmp_path,
-                                                                              capsys, monkeypatch):
+def test_a_full_disk_at_the_submission_keeps_the_previous_one_and_names_it(
+    models, question_files, tmp_path, capsys, monkeypatch
+):
     import errno
 
     out = tmp_path / "out" / "submission.csv"

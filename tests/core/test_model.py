@@ -1,4 +1,5 @@
 """Layer groups, freezing and optimizer groups: every trainable parameter in exactly one group."""
+
 import pytest
 import torch
 from transformers import AutoModelForMultipleChoice, DebertaV2ForMultipleChoice
@@ -88,7 +89,8 @@ def test_group_lrs_follow_the_shape_and_decay_skips_biases_and_norms(tiny_debert
 
 
 def test_deberta_v3_large_counts_match_the_recipe():
-    """The published architecture (built on the meta device, no weights): ~435M total, ~304M without word embeddings."""
+    """The published architecture (built on the meta device, no weights): ~435M total, ~304M without the word
+    embeddings."""
     with torch.device("meta"):
         model = DebertaV2ForMultipleChoice(deberta_v3_large_config())
     freeze_for(model, Phase.full(1e-3, freeze_word_embeddings=True))
@@ -113,7 +115,11 @@ def test_loading_names_the_new_head_and_warns_on_missing_backbone_weights(tiny_b
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bert, broken)
     state = load_file(broken / "model.safetensors")
-    save_file({k: v for k, v in state.items() if ".layer.1." not in k}, broken / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {k: v for k, v in state.items() if ".layer.1." not in k},
+        broken / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     caplog.clear()
     load_multiple_choice(str(broken))
     assert "backbone weight(s) were not in the checkpoint" in caplog.text and "layer.1" in caplog.text

@@ -22,6 +22,7 @@ def good(tiny_deberta, tmp_path_factory):
 def damage_meta(value):
     def damage(folder):
         (folder / "mcq_model.json").write_text(json.dumps(value(json.loads((folder / "mcq_model.json").read_text()))))
+
     return damage
 
 
@@ -29,17 +30,24 @@ def truncate(name, keep=0.5):
     def damage(folder):
         data = (folder / name).read_bytes()
         (folder / name).write_bytes(data[: int(len(data) * keep)])
+
     return damage
 
 
 CASES = {
     "meta is a list": (damage_meta(lambda m: [m]), "mcq_model.json: expected a JSON object"),
     "no max_length": (damage_meta(lambda m: {k: v for k, v in m.items() if k != "max_length"}), "no 'max_length'"),
-    "max_length not an integer": (damage_meta(lambda m: m | {"max_length": "256"}), "'max_length' must be a positive integer"),
+    "max_length not an integer": (
+        damage_meta(lambda m: m | {"max_length": "256"}),
+        "'max_length' must be a positive integer",
+    ),
     "truncated config.json": (truncate("config.json"), "config.json: not valid JSON"),
     "truncated tokenizer.json": (truncate("tokenizer.json"), "tokenizer.json: not valid JSON"),
     "truncated weights": (truncate("model.safetensors", 0.9), "model.safetensors: truncated or damaged"),
-    "weights shorter than their header": (truncate("model.safetensors", 0.0001), "model.safetensors: truncated or damaged"),
+    "weights shorter than their header": (
+        truncate("model.safetensors", 0.0001),
+        "model.safetensors: truncated or damaged",
+    ),
 }
 
 

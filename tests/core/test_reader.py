@@ -1,5 +1,6 @@
 """Reader settings: the input layout (context-first / prompt-context), lexical sentence selection, and the
 masked mean pooling hooked into a multiple-choice head."""
+
 import logging
 
 import pytest
@@ -20,8 +21,15 @@ LEXICAL = ReaderSettings("context-first", "cls", "lexical")
 
 
 def one_question(prompt, options, context=None, answer=0):
-    return Questions("mem", ["q1"], [prompt], [options], tuple("ABCDE"[: len(options)]),
-                     None if context is None else [context], [answer])
+    return Questions(
+        "mem",
+        ["q1"],
+        [prompt],
+        [options],
+        tuple("ABCDE"[: len(options)]),
+        None if context is None else [context],
+        [answer],
+    )
 
 
 @pytest.fixture
@@ -73,16 +81,23 @@ def test_of_meta_without_reader_is_legacy():
 
 def test_of_meta_reads_the_recorded_settings_and_ignores_unknown_keys():
     """The recorded mapping is read back field by field; keys it does not know are skipped."""
-    meta = {"reader": {"input_layout": "context-first", "pooling": "mean", "context_select": "lexical",
-                       "from_the_future": 3}}
+    meta = {
+        "reader": {
+            "input_layout": "context-first",
+            "pooling": "mean",
+            "context_select": "lexical",
+            "from_the_future": 3,
+        }
+    }
     assert ReaderSettings.of_meta(meta) == ReaderSettings("context-first", "mean", "lexical")
     s = ReaderSettings("prompt-context", "mean", "lexical")
     assert ReaderSettings.of_meta({"reader": s.as_meta()}) == s
     assert s.as_meta() == {"input_layout": "prompt-context", "pooling": "mean", "context_select": "lexical"}
 
 
-@pytest.mark.parametrize("field, value", [("input_layout", "sideways"), ("pooling", "max"),
-                                          ("context_select", "dense")])
+@pytest.mark.parametrize(
+    "field, value", [("input_layout", "sideways"), ("pooling", "max"), ("context_select", "dense")]
+)
 def test_unknown_value_is_a_config_error_naming_the_setting(field, value):
     """Each setting refuses a value outside its list, naming the setting and the value."""
     with pytest.raises(ConfigError, match=f"{field}: '{value}' is not one of"):
@@ -115,8 +130,11 @@ def test_context_first_pair_is_context_then_prompt_then_option(tokenizer):
     options = ["gravity field", "magnet lens", "heat"]
     feats = encode(one_question(prompt, options, context), tokenizer, max_length=128, reader=CONTEXT_FIRST)
     for ids, types, option in zip(feats[0]["input_ids"], feats[0]["token_type_ids"], options):
-        assert pieces(tokenizer, ids) == [words(tokenizer, context), words(tokenizer, prompt),
-                                          words(tokenizer, option)]
+        assert pieces(tokenizer, ids) == [
+            words(tokenizer, context),
+            words(tokenizer, prompt),
+            words(tokenizer, option),
+        ]
         assert types.count(0) == n_tokens(tokenizer, context) + 2, "[CLS] context [SEP] is the first segment"
 
 
@@ -126,8 +144,11 @@ def test_context_first_from_a_question_file(tmp_path, tokenizer):
     feats = encode(qs, tokenizer, max_length=256, reader=CONTEXT_FIRST)
     for i in range(len(qs)):
         for ids, option in zip(feats[i]["input_ids"], qs.options[i]):
-            assert pieces(tokenizer, ids) == [words(tokenizer, qs.contexts[i]), words(tokenizer, qs.prompts[i]),
-                                              words(tokenizer, option)]
+            assert pieces(tokenizer, ids) == [
+                words(tokenizer, qs.contexts[i]),
+                words(tokenizer, qs.prompts[i]),
+                words(tokenizer, option),
+            ]
 
 
 def test_context_first_cuts_only_the_end_of_the_context(tokenizer):
@@ -155,8 +176,15 @@ def test_question_without_context_reads_prompt_then_option(tokenizer):
 
 def test_mixed_set_lays_out_each_question_on_its_own(tokenizer):
     """In one set, a question with context gets three segments and one without gets two."""
-    q = Questions("mem", ["a", "b"], ["what is heat", "which atom"], [["energy", "mass"], ["proton", "cell"]],
-                  ("A", "B"), ["heat is energy of atom", ""], [0, 1])
+    q = Questions(
+        "mem",
+        ["a", "b"],
+        ["what is heat", "which atom"],
+        [["energy", "mass"], ["proton", "cell"]],
+        ("A", "B"),
+        ["heat is energy of atom", ""],
+        [0, 1],
+    )
     feats = encode(q, tokenizer, max_length=64, reader=CONTEXT_FIRST)
     assert [len(pieces(tokenizer, ids)) for ids in feats[0]["input_ids"]] == [3, 3]
     assert [len(pieces(tokenizer, ids)) for ids in feats[1]["input_ids"]] == [2, 2]
@@ -253,14 +281,23 @@ def test_lexical_keeps_the_best_sentence_when_room_is_tight(tokenizer):
 def test_lexical_with_the_prompt_context_layout(tokenizer):
     """prompt-context with lexical selection: prompt [SEP] selected sentences, then the option."""
     budget = n_tokens(tokenizer, SENTENCES[1]) + n_tokens(tokenizer, SENTENCES[3])
-    max_length = (tokenizer.num_special_tokens_to_add(pair=True) + n_tokens(tokenizer, PROMPT) + 1
-                  + max(n_tokens(tokenizer, o) for o in OPTIONS) + budget + 1)
+    max_length = (
+        tokenizer.num_special_tokens_to_add(pair=True)
+        + n_tokens(tokenizer, PROMPT)
+        + 1
+        + max(n_tokens(tokenizer, o) for o in OPTIONS)
+        + budget
+        + 1
+    )
     q = one_question(PROMPT, OPTIONS, " ".join(SENTENCES))
     feats = encode(q, tokenizer, max_length=max_length, reader=ReaderSettings("prompt-context", "cls", "lexical"))
     for ids, option in zip(feats[0]["input_ids"], OPTIONS):
         assert len(ids) <= max_length
-        assert pieces(tokenizer, ids) == [words(tokenizer, PROMPT), words(tokenizer, f"{SENTENCES[1]} {SENTENCES[3]}"),
-                                          words(tokenizer, option)]
+        assert pieces(tokenizer, ids) == [
+            words(tokenizer, PROMPT),
+            words(tokenizer, f"{SENTENCES[1]} {SENTENCES[3]}"),
+            words(tokenizer, option),
+        ]
 
 
 # --- pooling --------------------------------------------------------------------------------------------------

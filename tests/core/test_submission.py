@@ -1,4 +1,5 @@
 """Scoring maths (top-k, MAP@k, ensembling) and the submission file, checked against hand-worked numbers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,7 @@ FIVE = tuple("ABCDE")
 
 
 def test_top_k_orders_best_first():
-    logits = [[0.1, 0.5, 0.3, 0.9, 0.2],
-              [-1.0, -3.0, -0.5, -2.0, -4.0]]
+    logits = [[0.1, 0.5, 0.3, 0.9, 0.2], [-1.0, -3.0, -0.5, -2.0, -4.0]]
     assert top_k(logits, 3).tolist() == [[3, 1, 2], [2, 0, 3]]
     assert top_k_letters(logits, FIVE, 3) == ["D B C", "C A D"]
 
@@ -42,8 +42,9 @@ def test_top_k_other_k():
 # --- MAP@k ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ranked,expected", [([[0, 1, 2]], 1.0), ([[1, 0, 2]], 0.5),
-                                             ([[1, 2, 0]], 1 / 3), ([[1, 2, 3]], 0.0)])
+@pytest.mark.parametrize(
+    "ranked,expected", [([[0, 1, 2]], 1.0), ([[1, 0, 2]], 0.5), ([[1, 2, 0]], 1 / 3), ([[1, 2, 3]], 0.0)]
+)
 def test_map_at_3_single_question(ranked, expected):
     assert map_at_k(np.array(ranked), [0]) == pytest.approx(expected)
 
@@ -75,8 +76,10 @@ def test_map_rejects_mismatched_lengths_and_no_questions():
 
 
 def test_map3_score():
-    logits = [[0.9, 0.1, 0.5, 0.0, 0.2],   # ranking A C E: answer C at rank 2
-              [0.0, 0.0, 0.0, 0.0, 1.0]]   # ranking E A B: answer D absent
+    logits = [
+        [0.9, 0.1, 0.5, 0.0, 0.2],  # ranking A C E: answer C at rank 2
+        [0.0, 0.0, 0.0, 0.0, 1.0],
+    ]  # ranking E A B: answer D absent
     assert map3_score(logits, [2, 3]) == pytest.approx(0.25)
     # with A empty in the first question, the ranking is C E B: answer C now at rank 1
     options = [["", "b", "c", "d", "e"], ["a", "b", "c", "d", "e"]]
@@ -159,9 +162,7 @@ def test_empty_options_fill_the_top_3_only_when_real_ones_run_out():
 
 def test_make_submission_keeps_the_test_row_order():
     ids = ["z9", "a1", "m5"]
-    logits = np.array([[0.0, 0.0, 0.0, 1.0, 2.0],
-                       [3.0, 2.0, 1.0, 0.0, -1.0],
-                       [0.0, 4.0, 0.0, 0.0, 3.0]])
+    logits = np.array([[0.0, 0.0, 0.0, 1.0, 2.0], [3.0, 2.0, 1.0, 0.0, -1.0], [0.0, 4.0, 0.0, 0.0, 3.0]])
     options = [["t"] * 5] * 3
     frame = make_submission(ids, logits, FIVE, options)
     assert list(frame.columns) == ["id", "prediction"]
@@ -207,17 +208,23 @@ def with_prediction(row: int, prediction: str) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("frame,letters,needles", [
-    (with_prediction(1, "A A B"), FIVE, ["line 3", "'q1'", "'A A B'"]),
-    (with_prediction(1, "A B"), FIVE, ["line 3", "'q1'", "'A B'"]),
-    (with_prediction(0, "A B C D"), FIVE, ["line 2", "'q0'"]),
-    (with_prediction(2, "A B F"), FIVE, ["line 4", "'q2'", "'A B F'", "ABCDE"]),
-    (pd.DataFrame({"id": IDS, "prediction": ["A B C", "D C B", "A B E"]}), tuple("ABCD"),
-     ["line 4", "'q2'", "'A B E'", "ABCD"]),
-    (with_prediction(0, "a b c"), FIVE, ["line 2", "'q0'"]),
-    (with_prediction(0, "A,B,C"), FIVE, ["line 2", "'q0'"]),
-], ids=["repeated letter", "two letters", "four letters", "F of 5 options", "E of 4 options", "lower case",
-        "commas"])
+@pytest.mark.parametrize(
+    "frame,letters,needles",
+    [
+        (with_prediction(1, "A A B"), FIVE, ["line 3", "'q1'", "'A A B'"]),
+        (with_prediction(1, "A B"), FIVE, ["line 3", "'q1'", "'A B'"]),
+        (with_prediction(0, "A B C D"), FIVE, ["line 2", "'q0'"]),
+        (with_prediction(2, "A B F"), FIVE, ["line 4", "'q2'", "'A B F'", "ABCDE"]),
+        (
+            pd.DataFrame({"id": IDS, "prediction": ["A B C", "D C B", "A B E"]}),
+            tuple("ABCD"),
+            ["line 4", "'q2'", "'A B E'", "ABCD"],
+        ),
+        (with_prediction(0, "a b c"), FIVE, ["line 2", "'q0'"]),
+        (with_prediction(0, "A,B,C"), FIVE, ["line 2", "'q0'"]),
+    ],
+    ids=["repeated letter", "two letters", "four letters", "F of 5 options", "E of 4 options", "lower case", "commas"],
+)
 def test_bad_predictions_name_the_line_and_id(frame, letters, needles):
     with pytest.raises(SubmissionError) as err:
         validate_submission(frame, IDS, letters)

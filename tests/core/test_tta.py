@@ -1,9 +1,10 @@
 """Option-rotation TTA: hand-checked rotations and averages, empties kept last, bad N refused, end to end."""
+
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_questions
+
 from mcq.cli import main_guard
 from mcq.core import cli as infer_cli
 from mcq.core.data import Questions, read_questions
@@ -26,8 +27,9 @@ from mcq.errors import ConfigError
 def questions_of(options, answers=None, contexts=None) -> Questions:
     n = len(options)
     letters = tuple("ABCDE"[: len(options[0])])
-    return Questions("hand.csv", [f"q{i}" for i in range(n)], [f"prompt {i}" for i in range(n)], options, letters,
-                     contexts, answers)
+    return Questions(
+        "hand.csv", [f"q{i}" for i in range(n)], [f"prompt {i}" for i in range(n)], options, letters, contexts, answers
+    )
 
 
 def position_biased_scores(questions: Questions, content: dict, bias: list[float]) -> np.ndarray:
@@ -35,23 +37,36 @@ def position_biased_scores(questions: Questions, content: dict, bias: list[float
     return np.array([[content[text] + bias[j] for j, text in enumerate(opts)] for opts in questions.options])
 
 
-@pytest.mark.parametrize("n_rotations, n_options, shifts", [
-    (1, 5, [0]), (2, 5, [0, 2]), (3, 5, [0, 1, 3]), (5, 5, [0, 1, 2, 3, 4]),
-    (1, 4, [0]), (2, 4, [0, 2]), (4, 4, [0, 1, 2, 3]),
-    (1, 3, [0]), (2, 3, [0, 1]), (3, 3, [0, 1, 2]),
-])
+@pytest.mark.parametrize(
+    "n_rotations, n_options, shifts",
+    [
+        (1, 5, [0]),
+        (2, 5, [0, 2]),
+        (3, 5, [0, 1, 3]),
+        (5, 5, [0, 1, 2, 3, 4]),
+        (1, 4, [0]),
+        (2, 4, [0, 2]),
+        (4, 4, [0, 1, 2, 3]),
+        (1, 3, [0]),
+        (2, 3, [0, 1]),
+        (3, 3, [0, 1, 2]),
+    ],
+)
 def test_rotation_shifts_are_distinct_spread_and_start_at_the_file_order(n_rotations, n_options, shifts):
     assert rotation_shifts(n_rotations, n_options) == shifts
 
 
-@pytest.mark.parametrize("options, shift, rotated, answer, moved", [
-    (list("abcde"), 2, list("cdeab"), 0, 3),  # a moves from A to D
-    (list("abcde"), 1, list("bcdea"), 4, 3),  # e moves from E to D
-    (list("abcd"), 1, list("bcda"), 2, 1),  # c moves from C to B
-    (list("abcd"), 2, list("cdab"), 1, 3),
-    (list("abc"), 2, list("cab"), 0, 1),
-    (list("abc"), 0, list("abc"), 2, 2),
-])
+@pytest.mark.parametrize(
+    "options, shift, rotated, answer, moved",
+    [
+        (list("abcde"), 2, list("cdeab"), 0, 3),  # a moves from A to D
+        (list("abcde"), 1, list("bcdea"), 4, 3),  # e moves from E to D
+        (list("abcd"), 1, list("bcda"), 2, 1),  # c moves from C to B
+        (list("abcd"), 2, list("cdab"), 1, 3),
+        (list("abc"), 2, list("cab"), 0, 1),
+        (list("abc"), 0, list("abc"), 2, 2),
+    ],
+)
 def test_rotated_questions_move_options_and_answers_together(options, shift, rotated, answer, moved):
     q = questions_of([options], answers=[answer], contexts=["the context"])
     r = rotate_questions(q, shift)
@@ -142,17 +157,21 @@ def test_one_rotation_is_todays_inference_and_all_rotations_ignore_the_option_or
     valid = question_files["valid"]
     today = run_inference(InferConfig(models=[model], test=valid, out=tmp_path / "today" / "s.csv"))
     one = run_inference(InferConfig(models=[model], test=valid, out=tmp_path / "one" / "s.csv", tta_rotations=1))
-    np.testing.assert_array_equal(np.load(tmp_path / "one" / "logits_seed0.npy"),
-                                  np.load(tmp_path / "today" / "logits_seed0.npy"))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "one" / "logits_seed0.npy"), np.load(tmp_path / "today" / "logits_seed0.npy")
+    )
     assert one.map3 == today.map3 and one.tta_rotations == 1
 
     moved = rotate_file(valid, tmp_path / "moved.csv")
     a = read_questions(valid)
     b = read_questions(moved)
-    assert b.options[0] == a.options[0][1:] + a.options[0][:1] and [b.options[i][x] for i, x in enumerate(b.answers)] \
-        == [a.options[i][x] for i, x in enumerate(a.answers)]
+    assert b.options[0] == a.options[0][1:] + a.options[0][:1] and [
+        b.options[i][x] for i, x in enumerate(b.answers)
+    ] == [a.options[i][x] for i, x in enumerate(a.answers)]
     full = run_inference(InferConfig(models=[model], test=valid, out=tmp_path / "full" / "s.csv", tta_rotations=5))
-    full_moved = run_inference(InferConfig(models=[model], test=moved, out=tmp_path / "moved" / "s.csv", tta_rotations=5))
+    full_moved = run_inference(
+        InferConfig(models=[model], test=moved, out=tmp_path / "moved" / "s.csv", tta_rotations=5)
+    )
     logits = np.load(tmp_path / "full" / "logits_seed0.npy")
     np.testing.assert_allclose(unrotate_logits(np.load(tmp_path / "moved" / "logits_seed0.npy"), 1), logits, atol=1e-5)
     assert full.map3 == pytest.approx(full_moved.map3) and full.tta_rotations == 5
@@ -165,7 +184,9 @@ def test_one_rotation_is_todays_inference_and_all_rotations_ignore_the_option_or
 def test_cli_rotates_a_three_option_file_and_says_so(model, tmp_path, capsys):
     test = write_questions(tmp_path / "three.csv", 6, seed=5, letters="ABC", context=True)
     out = tmp_path / "o" / "submission.csv"
-    assert infer_cli.main(["--models", str(model), "--test", str(test), "--out", str(out), "--tta-rotations", "3"]) == 0
+    assert (
+        infer_cli.main(["--models", str(model), "--test", str(test), "--out", str(out), "--tta-rotations", "3"]) == 0
+    )
     assert "3 option rotations" in capsys.readouterr().out
     assert np.load(out.parent / "logits_seed0.npy").shape == (6, 3)
     assert all(sorted(p.split()) == ["A", "B", "C"] for p in pd.read_csv(out, dtype=str)["prediction"])

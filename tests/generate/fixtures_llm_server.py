@@ -6,6 +6,7 @@ Verification calls (they contain "single letter") are answered with the option m
 or "I cannot tell" for `unsure`. Every call is recorded with its Authorization header. Only
 /v1/chat/completions exists (404 elsewhere); /redirect/... answers 307 to the path without /redirect.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,7 +63,9 @@ def question(topic: str, number: int, answer: str = "A") -> dict:
     """A good question, unique per (topic, number), its TRUEFACT option at `answer`."""
     tag = hashlib.sha1(f"{topic}/{number}".encode()).hexdigest()[:8]
     w = random.Random(tag).sample(WORDS, 4)
-    options = [f"TRUEFACT the {w[0]} binds {w[1]}"] + [f"the {w[k % 4]} claim number {k} about {tag}" for k in range(1, 5)]
+    options = [f"TRUEFACT the {w[0]} binds {w[1]}"] + [
+        f"the {w[k % 4]} claim number {k} about {tag}" for k in range(1, 5)
+    ]
     letters = "ABCDE"
     key = letters.index(answer)
     options[0], options[key] = options[key], options[0]
@@ -154,9 +157,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _completion(text: str) -> dict:
-    return {"id": "cmpl-test", "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": USAGE}
+    return {
+        "id": "cmpl-test",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": USAGE,
+    }
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,6 +1,7 @@
 """Tests of mcq.generate and its parts (gen_client, gen_checks, gen_inputs, gen_output): pure
 parsing/checking/balancing/dedup, and whole runs against a scripted OpenAI-compatible server on
 127.0.0.1 (no network): rejections counted, retries, resume, no key leaks."""
+
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ from mcq.generate.client import (
     resolve_endpoints,
     retry_after_seconds,
 )
+from mcq.generate.config import GenerateConfig
 from mcq.generate.inputs import (
     GENERATE_FIELDS,
     PROMPTS,
@@ -50,13 +52,26 @@ from mcq.generate.inputs import (
     load_template,
 )
 from mcq.generate.output import AppendFile, plan_slots, read_progress, sidecar
-from mcq.generate.config import GenerateConfig
 from mcq.generate.run import run_generation
 from mcq.secrets import redact
 
 KEY = "sk-test-SECRET123"
-MODES = (["good"] * 10 + ["fenced", "think", "malformed", "invalid", "long", "dup", "dup", "dupx",
-                         "wrongkey", "wrongkey", "unsure", "r429", "r500", "slow"])
+MODES = ["good"] * 10 + [
+    "fenced",
+    "think",
+    "malformed",
+    "invalid",
+    "long",
+    "dup",
+    "dup",
+    "dupx",
+    "wrongkey",
+    "wrongkey",
+    "unsure",
+    "r429",
+    "r500",
+    "slow",
+]
 EXPECTED_REJECTED = {"parse": 1, "invalid": 1, "length": 1, "duplicate": 2, "verify_wrong": 2, "verify_unclear": 1}
 EXPECTED_ACCEPTED = len(MODES) - sum(EXPECTED_REJECTED.values())  # 16
 EXAMPLES = [
@@ -78,9 +93,21 @@ def llm():
 
 @pytest.fixture(autouse=True)
 def no_proxy_no_keys(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                "MCQ_LLM_BASE_URL", "MCQ_LLM_MODEL", "MCQ_LLM_API_KEY", "OPENAI_API_KEY",
-                "MCQ_LLM_VERIFY_BASE_URL", "MCQ_LLM_VERIFY_MODEL", "MCQ_LLM_VERIFY_API_KEY"):
+    for var in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "MCQ_LLM_BASE_URL",
+        "MCQ_LLM_MODEL",
+        "MCQ_LLM_API_KEY",
+        "OPENAI_API_KEY",
+        "MCQ_LLM_VERIFY_BASE_URL",
+        "MCQ_LLM_VERIFY_MODEL",
+        "MCQ_LLM_VERIFY_API_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -105,8 +132,17 @@ def passages_dir(tmp_path) -> Path:
 
 
 def config(llm, out, **kw) -> GenerateConfig:
-    base = dict(out=str(out), base_url=llm.base_url, model="test-model", concurrency=4, timeout=1.0,
-                backoff=0.01, backoff_max=0.05, max_retries=3, progress=False)
+    base = dict(
+        out=str(out),
+        base_url=llm.base_url,
+        model="test-model",
+        concurrency=4,
+        timeout=1.0,
+        backoff=0.01,
+        backoff_max=0.05,
+        max_retries=3,
+        progress=False,
+    )
     return GenerateConfig(**{**base, **kw})
 
 
@@ -130,7 +166,9 @@ def assert_true_keys_and_balance(questions) -> None:
 # whole runs against the scripted server
 
 
-def test_run_counts_every_rejection_and_keeps_valid_balanced_rows(llm, tmp_path, passages_dir, examples_csv, capsys, caplog):
+def test_run_counts_every_rejection_and_keeps_valid_balanced_rows(
+    llm, tmp_path, passages_dir, examples_csv, capsys, caplog
+):
     caplog.set_level(logging.DEBUG, logger="mcq.generate")
     out = tmp_path / "gen.csv"
     summary = run(llm, out, passages=str(passages_dir), examples=str(examples_csv), shots=2)
@@ -228,8 +266,21 @@ def test_without_passages_jsonl_and_main_with_env(llm, tmp_path, examples_csv, m
     monkeypatch.setenv("MCQ_LLM_MODEL", "test-model")
     monkeypatch.setenv("OPENAI_API_KEY", KEY)  # the fallback key variable
     out = tmp_path / "free.jsonl"
-    code = main(["--out", str(out), "--n-questions", "6", "--examples", str(examples_csv), "--shots", "2",
-                 "--no-progress", "--backoff", "0.01"])
+    code = main(
+        [
+            "--out",
+            str(out),
+            "--n-questions",
+            "6",
+            "--examples",
+            str(examples_csv),
+            "--shots",
+            "2",
+            "--no-progress",
+            "--backoff",
+            "0.01",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "accepted  6" in printed and "free.jsonl.summary.json" in printed
@@ -253,10 +304,23 @@ def test_line_breaks_in_replies_never_break_the_output_or_its_resume(llm, tmp_pa
     assert len(questions) == 2 and all("\nis correct?" in p and "\r" not in p for p in questions.prompts)
 
 
-def test_a_key_read_from_a_file_keeps_working_and_never_shows(llm, tmp_path, examples_csv, monkeypatch, capsys, caplog):
+def test_a_key_read_from_a_file_keeps_working_and_never_shows(
+    llm, tmp_path, examples_csv, monkeypatch, capsys, caplog
+):
     monkeypatch.setenv("MCQ_LLM_API_KEY", KEY + "\n")  # open("key.txt").read()
-    args = ["--out", str(tmp_path / "nl.csv"), "--n-questions", "2", "--examples", str(examples_csv),
-            "--base-url", llm.base_url, "--model", "m", "--no-progress"]
+    args = [
+        "--out",
+        str(tmp_path / "nl.csv"),
+        "--n-questions",
+        "2",
+        "--examples",
+        str(examples_csv),
+        "--base-url",
+        llm.base_url,
+        "--model",
+        "m",
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert {c.auth for c in llm.calls} == {f"Bearer {KEY}"}
     monkeypatch.setenv("MCQ_LLM_API_KEY", KEY[:4] + " " + KEY[4:])
@@ -306,8 +370,23 @@ def test_wrong_key_stops_with_clear_redacted_error(llm, tmp_path, passages_dir, 
     message = str(err.value)
     assert "401" in message and "API key" in message and llm.base_url in message
     assert "SECRET123" not in message and "***" in message  # the server echoed the header back
-    code = main_guard(lambda: main(["--out", str(tmp_path / "k2.csv"), "--passages", str(passages_dir),
-                                    "--base-url", llm.base_url, "--model", "m", "--api-key", KEY, "--no-progress"]))
+    code = main_guard(
+        lambda: main(
+            [
+                "--out",
+                str(tmp_path / "k2.csv"),
+                "--passages",
+                str(passages_dir),
+                "--base-url",
+                llm.base_url,
+                "--model",
+                "m",
+                "--api-key",
+                KEY,
+                "--no-progress",
+            ]
+        )
+    )
     assert code == 2
     assert "401" in capsys.readouterr().err
     assert_no_key(capsys, caplog, tmp_path)
@@ -328,8 +407,17 @@ def test_unreachable_server_names_url_not_key(tmp_path, passages_dir, caplog, ca
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}/v1"
-    cfg = GenerateConfig(out=str(tmp_path / "x.csv"), passages=str(passages_dir), base_url=base, model="m",
-                           max_retries=1, backoff=0.01, max_failures_in_row=2, concurrency=1, progress=False)
+    cfg = GenerateConfig(
+        out=str(tmp_path / "x.csv"),
+        passages=str(passages_dir),
+        base_url=base,
+        model="m",
+        max_retries=1,
+        backoff=0.01,
+        max_failures_in_row=2,
+        concurrency=1,
+        progress=False,
+    )
     with pytest.raises(GenerateError) as err:
         run_generation(cfg, api_key=KEY, env={})
     assert f"127.0.0.1:{port}" in str(err.value) and "cannot connect" in str(err.value)
@@ -354,10 +442,24 @@ def test_parse_reply_forms():
     assert parse_reply(json.dumps({**q, "answer": "4"})).answer == 1  # the option text
     assert parse_reply(json.dumps({**q, "answer": "B. 4"})).answer == 1
     assert parse_reply(json.dumps({**q, "answer": "F"})).answer is None
-    cells = {"prompt": "Which cells make antibodies?", "A": "T cells", "B": "Macrophages", "C": "Neutrophils",
-             "D": "B cells", "E": "NK cells"}
-    for answer, want in (("B cells.", 3), ("D", 3), ("Option D", 3), ("D) B cells", 3), ("the answer is D", 3),
-                         ("A or C", None), ("E. coli", None), ("B. T cells", None)):
+    cells = {
+        "prompt": "Which cells make antibodies?",
+        "A": "T cells",
+        "B": "Macrophages",
+        "C": "Neutrophils",
+        "D": "B cells",
+        "E": "NK cells",
+    }
+    for answer, want in (
+        ("B cells.", 3),
+        ("D", 3),
+        ("Option D", 3),
+        ("D) B cells", 3),
+        ("the answer is D", 3),
+        ("A or C", None),
+        ("E. coli", None),
+        ("B. T cells", None),
+    ):
         assert parse_reply(json.dumps({**cells, "answer": answer})).answer == want, answer
     for bad in ("no json here", '{"prompt": "x"', json.dumps({"A": "1"}), json.dumps({**q, "prompt": 3})):
         with pytest.raises(ReplyError):
@@ -379,8 +481,17 @@ def test_check_question_and_lengths():
 
 
 def test_parse_letter():
-    for text, want in [("C", 2), ("c", 2), ("(D)", 3), ("E.", 4), ("B) Four", 1), ("Answer: A", 0),
-                       ("The answer is **D**.", 3), ("<think>A or B?</think>B", 1), ("I think it is E", 4)]:
+    for text, want in [
+        ("C", 2),
+        ("c", 2),
+        ("(D)", 3),
+        ("E.", 4),
+        ("B) Four", 1),
+        ("Answer: A", 0),
+        ("The answer is **D**.", 3),
+        ("<think>A or B?</think>B", 1),
+        ("I think it is E", 4),
+    ]:
         assert parse_letter(text) == want, text
     for text in ("I cannot tell.", "A or B", ""):
         assert parse_letter(text) is None, text
@@ -410,7 +521,11 @@ def test_dedup_threshold():
     assert d.add("What is the half-life of carbon-14?") and not d.add("what is the half life of carbon 14")
     assert len(d) == 2
     empty = Deduper([], 0.9)
-    assert empty.similarity("anything at all") == 0.0 and empty.add("anything at all") and empty.is_duplicate("Anything at all!")
+    assert (
+        empty.similarity("anything at all") == 0.0
+        and empty.add("anything at all")
+        and empty.is_duplicate("Anything at all!")
+    )
 
 
 def test_a_stopping_run_sends_no_new_request(llm, tmp_path):
@@ -465,7 +580,10 @@ def test_config_validation():
 def test_load_passages(tmp_path):
     txt = tmp_path / "wiki.txt"
     txt.write_text("First para\nstill first.\n\n  \nSecond para.\n\n\nFirst para\nstill first.\n", encoding="utf-8")
-    assert load_passages(txt) == [Passage("wiki.txt#1", "First para\nstill first."), Passage("wiki.txt#2", "Second para.")]
+    assert load_passages(txt) == [
+        Passage("wiki.txt#1", "First para\nstill first."),
+        Passage("wiki.txt#2", "Second para."),
+    ]
     folder = tmp_path / "dir"
     (folder / "sub").mkdir(parents=True)
     (folder / "b.txt").write_text("Bee passage.", encoding="utf-8")
@@ -484,14 +602,18 @@ def test_default_templates_render_and_slots_are_stable(examples_csv):
     picks = format_examples(read_questions(examples_csv, require_answer=True), [1])
     assert '"answer": "C"' in picks and "shortest year" in picks
     assert format_examples(None, []) == ""
-    for name, fields in [("generate.txt", GENERATE_FIELDS), ("generate_no_passage.txt", GENERATE_FIELDS),
-                         ("verify.txt", VERIFY_FIELDS)]:
+    for name, fields in [
+        ("generate.txt", GENERATE_FIELDS),
+        ("generate_no_passage.txt", GENERATE_FIELDS),
+        ("verify.txt", VERIFY_FIELDS),
+    ]:
         text = load_template(PROMPTS / name, fields).substitute({f: f"<{f}>" for f in fields})
         assert "$" not in text
     passages = [Passage("a", "alpha"), Passage("b", "beta")]
     slots = plan_slots(passages, 3, 99, "m", 0)
     assert len(slots) == 6 and len({s.id for s in slots}) == 6
-    assert [s.id for s in slots] == [s.id for s in plan_slots(passages[::-1], 3, 99, "m", 0)][3:] + \
-        [s.id for s in plan_slots(passages[::-1], 3, 99, "m", 0)][:3]  # ids follow the text, not the order
+    assert [s.id for s in slots] == [s.id for s in plan_slots(passages[::-1], 3, 99, "m", 0)][3:] + [
+        s.id for s in plan_slots(passages[::-1], 3, 99, "m", 0)
+    ][:3]  # ids follow the text, not the order
     assert {s.id for s in slots}.isdisjoint(s.id for s in plan_slots(passages, 3, 99, "m", 1))
     assert len(plan_slots(None, 3, 5, "m", 0)) == 5

@@ -3,6 +3,7 @@ kernel's file search, and the local rehearsal (the kernel run sandboxed, network
 
 The kaggle CLI is replaced only at the network edge: tests/kaggle/fake_kaggle/kaggle goes first on PATH,
 parses arguments as the real one does and replays its output strings and exit codes."""
+
 import hashlib
 import importlib.util
 import json
@@ -117,6 +118,7 @@ def ship_main(*argv, stage, kernel=None):
 
 # ---- metadata Kaggle accepts -------------------------------------------------------------------------
 
+
 def test_dataset_and_kernel_metadata_are_what_kaggle_accepts():
     meta = dataset_metadata("alice", "llmse-mcq-models", "LLMSE mcq models")
     assert meta == {"id": "alice/llmse-mcq-models", "title": "LLMSE mcq models", "licenses": [{"name": "CC0-1.0"}]}
@@ -131,16 +133,19 @@ def test_dataset_and_kernel_metadata_are_what_kaggle_accepts():
     assert kernel["machine_shape"] == "NvidiaTeslaT4"
 
 
-@pytest.mark.parametrize("slug, title, licence, message", [
-    ("short", "LLMSE mcq models", "CC0-1.0", "6 to 50 characters"),
-    ("x" * 51, "LLMSE mcq models", "CC0-1.0", "6 to 50 characters"),
-    ("LLMSE-models", "LLMSE mcq models", "CC0-1.0", "lowercase letters"),
-    ("llmse_models", "LLMSE mcq models", "CC0-1.0", "lowercase letters"),
-    ("-llmse-models", "LLMSE mcq models", "CC0-1.0", "leading or trailing"),
-    ("llmse-models", "LLMSE", "CC0-1.0", "title must be 6 to 50"),
-    ("llmse-models", "t" * 51, "CC0-1.0", "title must be 6 to 50"),
-    ("llmse-models", "LLMSE mcq models", "CC0-1.0,MIT", "exactly one licence"),
-])
+@pytest.mark.parametrize(
+    "slug, title, licence, message",
+    [
+        ("short", "LLMSE mcq models", "CC0-1.0", "6 to 50 characters"),
+        ("x" * 51, "LLMSE mcq models", "CC0-1.0", "6 to 50 characters"),
+        ("LLMSE-models", "LLMSE mcq models", "CC0-1.0", "lowercase letters"),
+        ("llmse_models", "LLMSE mcq models", "CC0-1.0", "lowercase letters"),
+        ("-llmse-models", "LLMSE mcq models", "CC0-1.0", "leading or trailing"),
+        ("llmse-models", "LLMSE", "CC0-1.0", "title must be 6 to 50"),
+        ("llmse-models", "t" * 51, "CC0-1.0", "title must be 6 to 50"),
+        ("llmse-models", "LLMSE mcq models", "CC0-1.0,MIT", "exactly one licence"),
+    ],
+)
 def test_bad_names_are_refused(slug, title, licence, message):
     with pytest.raises(KaggleSetupError, match=message):
         dataset_metadata("alice", slug, title, licence)
@@ -163,8 +168,9 @@ def test_the_kaggle_beside_this_python_wins_over_another_on_path(tmp_path):
 def test_kernel_title_must_give_the_kernel_slug(fake, tmp_path, capsys):
     """kaggle derives a new kernel's slug from its title (python-slugify) and only warns on a mismatch."""
     assert kernel_metadata("alice", "llmse-infer", "LLMSE Infer", [])["title"] == "LLMSE Infer"
-    with pytest.raises(KaggleSetupError, match="gives the slug 'llmse-deberta-v3-inference', not the kernel slug "
-                                               "'llmse-infer'"):
+    with pytest.raises(
+        KaggleSetupError, match="gives the slug 'llmse-deberta-v3-inference', not the kernel slug 'llmse-infer'"
+    ):
         kernel_metadata("alice", "llmse-infer", "LLMSE DeBERTa v3 inference", [])
     folder = tmp_path / "kd"
     folder.mkdir()
@@ -182,6 +188,7 @@ def test_bad_slug_fails_before_staging(fake, exported, tmp_path, capsys):
 
 # ---- push-models / push-code -------------------------------------------------------------------------
 
+
 def test_push_models_stages_only_inference_files(fake, exported, tmp_path, capsys):
     stage = tmp_path / "st"
     assert ship_main("push-models", "--models", str(exported), stage=stage) == 0
@@ -189,10 +196,16 @@ def test_push_models_stages_only_inference_files(fake, exported, tmp_path, capsy
     assert sorted(p.name for p in staged.iterdir()) == ["dataset-metadata.json", "seed0", "seed1"]
     for seed in ("seed0", "seed1"):
         names = {p.name for p in (staged / seed).iterdir()}
-        assert names <= ALLOWED_FILES and {"model.safetensors", "config.json", "tokenizer.json", "mcq_model.json"} <= names
+        assert (
+            names <= ALLOWED_FILES
+            and {"model.safetensors", "config.json", "tokenizer.json", "mcq_model.json"} <= names
+        )
     assert not any(p.name in {"optimizer.pt", "checkpoint-5", "kaggle.json"} for p in staged.rglob("*"))
     assert json.loads((staged / "dataset-metadata.json").read_text()) == {
-        "id": "alice/llmse-mcq-models", "title": "LLMSE mcq models", "licenses": [{"name": "CC0-1.0"}]}
+        "id": "alice/llmse-mcq-models",
+        "title": "LLMSE mcq models",
+        "licenses": [{"name": "CC0-1.0"}],
+    }
     [call] = fake.calls()
     assert call["argv"] == ["datasets", "create", "-p", str(staged), "--dir-mode", "zip"]
     assert set(call["uploaded"]) == {"seed0.zip", "seed1.zip"}  # the metadata file is read, not uploaded
@@ -204,11 +217,21 @@ def test_push_models_stages_only_inference_files(fake, exported, tmp_path, capsy
 
 def test_existing_dataset_gets_a_new_version(fake, exported, tmp_path, capsys):
     fake.script(datasets_create="in_use", datasets_version="ok")
-    assert ship_main("push-models", "--models", str(exported / "seed1"), "-m", "seed 1 only", stage=tmp_path / "st") == 0
+    assert (
+        ship_main("push-models", "--models", str(exported / "seed1"), "-m", "seed 1 only", stage=tmp_path / "st") == 0
+    )
     create, version = fake.calls()
     assert create["command"] == "datasets create"
-    assert version["argv"] == ["datasets", "version", "-p", str(tmp_path / "st" / "models"), "-m", "seed 1 only",
-                               "--dir-mode", "zip"]
+    assert version["argv"] == [
+        "datasets",
+        "version",
+        "-p",
+        str(tmp_path / "st" / "models"),
+        "-m",
+        "seed 1 only",
+        "--dir-mode",
+        "zip",
+    ]
     assert "Dataset version is being created" in capsys.readouterr().out
 
 
@@ -221,8 +244,15 @@ def test_push_code_stages_a_wheel_of_the_package_and_extra_wheels(fake, tmp_path
     [wheel] = staged.glob("mcq-*.whl")
     assert wheel.name == f"mcq-{mcq.__version__}-py3-none-any.whl"
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"mcq/__init__.py", "mcq/errors.py", "mcq/core/infer.py", "mcq/core/predict.py", "mcq/core/data.py",
-            "mcq/kaggle/sandbox/sitecustomize.py", "mcq/generate/prompts/generate.txt"} <= names
+    assert {
+        "mcq/__init__.py",
+        "mcq/errors.py",
+        "mcq/core/infer.py",
+        "mcq/core/predict.py",
+        "mcq/core/data.py",
+        "mcq/kaggle/sandbox/sitecustomize.py",
+        "mcq/generate/prompts/generate.txt",
+    } <= names
     assert not any(n.startswith(("tests/", "bench/", "kernels/")) or "__pycache__" in n for n in names), names
     manifest = json.loads((staged / "mcq_code.json").read_text())
     assert manifest["entry"] == "mcq.core.infer.run_inference" and manifest["version"] == mcq.__version__
@@ -240,6 +270,7 @@ def test_push_code_refuses_what_is_not_a_wheel(fake, tmp_path, capsys):
 
 
 # ---- push-kernel, wait, submit, status ---------------------------------------------------------------
+
 
 def test_push_kernel_writes_metadata_pushes_and_waits(fake, kernel_dir, tmp_path, capsys):
     fake.script(kernels_push={"outcome": "ok", "version": 7}, kernels_status=["QUEUED", "RUNNING", "COMPLETE"])
@@ -270,16 +301,43 @@ def test_submit_uses_the_pushed_version_and_shows_the_score(fake, tmp_path, caps
     stage.mkdir()
     (stage / "state.json").write_text(json.dumps({"kernel": "alice/llmse-infer", "version": 7}))
     rows = [
-        {"ref": 2, "fileName": "submission.csv", "date": "2026-03-02 10:00:00", "description": "mcq alice/llmse-infer v7",
-         "status": "SubmissionStatus.COMPLETE", "publicScore": "0.712", "privateScore": "0.705"},
-        {"ref": 1, "fileName": "submission.csv", "date": "2026-03-01 09:00:00", "description": "older",
-         "status": "SubmissionStatus.COMPLETE", "publicScore": "0.650", "privateScore": "0.640"},
+        {
+            "ref": 2,
+            "fileName": "submission.csv",
+            "date": "2026-03-02 10:00:00",
+            "description": "mcq alice/llmse-infer v7",
+            "status": "SubmissionStatus.COMPLETE",
+            "publicScore": "0.712",
+            "privateScore": "0.705",
+        },
+        {
+            "ref": 1,
+            "fileName": "submission.csv",
+            "date": "2026-03-01 09:00:00",
+            "description": "older",
+            "status": "SubmissionStatus.COMPLETE",
+            "publicScore": "0.650",
+            "privateScore": "0.640",
+        },
     ]
-    fake.script(competitions_submit={"outcome": "ok", "ref": 2}, competitions_submissions={"outcome": "rows", "rows": rows})
+    fake.script(
+        competitions_submit={"outcome": "ok", "ref": 2}, competitions_submissions={"outcome": "rows", "rows": rows}
+    )
     assert ship_main("submit", stage=stage) == 0
     submit, listing = fake.calls()
-    assert submit["argv"] == ["competitions", "submit", "kaggle-llm-science-exam", "-k", "alice/llmse-infer", "-v", "7",
-                              "-f", "submission.csv", "-m", "mcq alice/llmse-infer v7"]
+    assert submit["argv"] == [
+        "competitions",
+        "submit",
+        "kaggle-llm-science-exam",
+        "-k",
+        "alice/llmse-infer",
+        "-v",
+        "7",
+        "-f",
+        "submission.csv",
+        "-m",
+        "mcq alice/llmse-infer v7",
+    ]
     assert listing["argv"] == ["competitions", "submissions", "kaggle-llm-science-exam", "--csv"]
     out = capsys.readouterr().out
     assert "submission 2" in out and "COMPLETE" in out and "public score 0.712" in out
@@ -288,14 +346,27 @@ def test_submit_uses_the_pushed_version_and_shows_the_score(fake, tmp_path, caps
 def test_submit_waits_for_its_own_submission_not_an_older_one(fake, tmp_path, capsys):
     """Resubmitting a version gives the same default description; until Kaggle lists the new submission
     the newest row is the old one, already scored. `Submission ref: N` from the submit names the new one."""
-    old = {"ref": 11, "fileName": "submission.csv", "date": "2026-03-01 09:00:00",
-           "description": "mcq alice/llmse-infer v3", "status": "SubmissionStatus.COMPLETE", "publicScore": "0.81",
-           "privateScore": "0.80"}
-    new = dict(old, ref=12, date="2026-03-02 09:00:00", status="SubmissionStatus.PENDING", publicScore="", privateScore="")
+    old = {
+        "ref": 11,
+        "fileName": "submission.csv",
+        "date": "2026-03-01 09:00:00",
+        "description": "mcq alice/llmse-infer v3",
+        "status": "SubmissionStatus.COMPLETE",
+        "publicScore": "0.81",
+        "privateScore": "0.80",
+    }
+    new = dict(
+        old, ref=12, date="2026-03-02 09:00:00", status="SubmissionStatus.PENDING", publicScore="", privateScore=""
+    )
     scored = dict(new, status="SubmissionStatus.COMPLETE", publicScore="0.84", privateScore="0.83")
-    fake.script(competitions_submit={"outcome": "ok", "ref": 12}, competitions_submissions=[
-        {"outcome": "rows", "rows": [old]}, {"outcome": "rows", "rows": [new, old]},
-        {"outcome": "rows", "rows": [scored, old]}])
+    fake.script(
+        competitions_submit={"outcome": "ok", "ref": 12},
+        competitions_submissions=[
+            {"outcome": "rows", "rows": [old]},
+            {"outcome": "rows", "rows": [new, old]},
+            {"outcome": "rows", "rows": [scored, old]},
+        ],
+    )
     assert ship_main("submit", "--version", "3", "--wait", "--poll-interval", "0", stage=tmp_path / "st") == 0
     out = capsys.readouterr().out
     assert "submission 12 is not listed yet, waiting" in out
@@ -312,40 +383,87 @@ def test_status_reports_datasets_kernel_and_submission(fake, tmp_path, capsys):
     fake.script(datasets_status=["ready", "not_found"], competitions_submissions="none")
     assert ship_main("status", stage=tmp_path / "st") == 1
     out, err = capsys.readouterr()
-    assert "models dataset alice/llmse-mcq-models: ready" in out and "code dataset alice/llmse-mcq-code: not found" in out
+    assert (
+        "models dataset alice/llmse-mcq-models: ready" in out and "code dataset alice/llmse-mcq-code: not found" in out
+    )
     assert "kernel alice/llmse-infer: COMPLETE" in out and "no submissions yet" in out
     assert "code dataset alice/llmse-mcq-code: not found" in err and "push it first" in err
 
 
 # ---- failures the CLI reports with exit code 0, and its own non-zero exits ---------------------------
 
-@pytest.mark.parametrize("step, plan, message", [
-    ("push-models", {"datasets_create": {"outcome": "error", "message": "Invalid license"}},
-     "Kaggle refused to create the dataset"),
-    ("push-models", {"datasets_create": "in_use", "datasets_version": {"outcome": "error", "message": "Busy"}},
-     "Dataset version creation error: Busy"),
-    ("push-kernel", {"kernels_push": {"outcome": "error", "message": "Notebook not found"}},
-     "Kernel push error: Notebook not found"),
-    ("push-kernel", {"kernels_push": "invalid_sources"}, "not valid dataset sources"),
-    ("push-kernel", {"kernels_status": ["RUNNING", {"outcome": "ERROR", "message": "CUDA out of memory"}]},
-     "ended with ERROR: CUDA out of memory"),
-    ("push-kernel", {"kernels_status": "CANCEL_ACKNOWLEDGED"}, "ended with CANCEL_ACKNOWLEDGED"),
-    ("push-kernel", {"datasets_status": "not_found"}, "not found"),
-    ("push-kernel", {"datasets_status": "failed"}, "is 'failed' on Kaggle"),
-    ("push-kernel", {"datasets_status": "server_error"}, "could not read its status (`kaggle datasets status "
-                                                         "alice/llmse-mcq-models` exited 1: 503 Server Error"),
-    ("wait", {"kernels_status": {"outcome": "ERROR", "message": "Your notebook tried to allocate more memory"}},
-     "Your notebook tried to allocate more memory"),
-    ("status", {"kernels_status": {"outcome": "ERROR", "message": "Exception in kernel.py"}}, "Exception in kernel.py"),
-    ("submit", {"competitions_submit": "not_found"}, "Could not find competition or notebook"),
-    ("submit", {"competitions_submit": {"outcome": "ok", "ref": 3}, "competitions_submissions": {"outcome": "rows", "rows": [
-        {"ref": 3, "date": "2026-03-03 00:00:00", "description": "x", "status": "SubmissionStatus.ERROR"}]}},
-     "failed on Kaggle"),
-])
+
+@pytest.mark.parametrize(
+    "step, plan, message",
+    [
+        (
+            "push-models",
+            {"datasets_create": {"outcome": "error", "message": "Invalid license"}},
+            "Kaggle refused to create the dataset",
+        ),
+        (
+            "push-models",
+            {"datasets_create": "in_use", "datasets_version": {"outcome": "error", "message": "Busy"}},
+            "Dataset version creation error: Busy",
+        ),
+        (
+            "push-kernel",
+            {"kernels_push": {"outcome": "error", "message": "Notebook not found"}},
+            "Kernel push error: Notebook not found",
+        ),
+        ("push-kernel", {"kernels_push": "invalid_sources"}, "not valid dataset sources"),
+        (
+            "push-kernel",
+            {"kernels_status": ["RUNNING", {"outcome": "ERROR", "message": "CUDA out of memory"}]},
+            "ended with ERROR: CUDA out of memory",
+        ),
+        ("push-kernel", {"kernels_status": "CANCEL_ACKNOWLEDGED"}, "ended with CANCEL_ACKNOWLEDGED"),
+        ("push-kernel", {"datasets_status": "not_found"}, "not found"),
+        ("push-kernel", {"datasets_status": "failed"}, "is 'failed' on Kaggle"),
+        (
+            "push-kernel",
+            {"datasets_status": "server_error"},
+            "could not read its status (`kaggle datasets status alice/llmse-mcq-models` exited 1: 503 Server Error",
+        ),
+        (
+            "wait",
+            {"kernels_status": {"outcome": "ERROR", "message": "Your notebook tried to allocate more memory"}},
+            "Your notebook tried to allocate more memory",
+        ),
+        (
+            "status",
+            {"kernels_status": {"outcome": "ERROR", "message": "Exception in kernel.py"}},
+            "Exception in kernel.py",
+        ),
+        ("submit", {"competitions_submit": "not_found"}, "Could not find competition or notebook"),
+        (
+            "submit",
+            {
+                "competitions_submit": {"outcome": "ok", "ref": 3},
+                "competitions_submissions": {
+                    "outcome": "rows",
+                    "rows": [
+                        {
+                            "ref": 3,
+                            "date": "2026-03-03 00:00:00",
+                            "description": "x",
+                            "status": "SubmissionStatus.ERROR",
+                        }
+                    ],
+                },
+            },
+            "failed on Kaggle",
+        ),
+    ],
+)
 def test_kaggle_failures_fail_loudly(fake, exported, kernel_dir, tmp_path, capsys, step, plan, message):
     fake.script(**plan)
-    extra = {"push-models": ["--models", str(exported)], "push-kernel": ["--poll-interval", "0"],
-             "wait": ["--poll-interval", "0"], "submit": ["--version", "3"]}.get(step, [])
+    extra = {
+        "push-models": ["--models", str(exported)],
+        "push-kernel": ["--poll-interval", "0"],
+        "wait": ["--poll-interval", "0"],
+        "submit": ["--version", "3"],
+    }.get(step, [])
     assert ship_main(step, *extra, stage=tmp_path / "st", kernel=kernel_dir) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
@@ -380,14 +498,18 @@ def test_cli_authentication_required_is_reported(fake, exported, tmp_path, capsy
 
 # ---- dry runs and credentials ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("step, expected", [
-    ("push-models", "$ kaggle datasets create -p {stage}/models --dir-mode zip"),
-    ("push-code", "$ kaggle datasets create -p {stage}/code --dir-mode zip"),
-    ("push-kernel", "$ kaggle kernels push -p {kernel}"),
-    ("wait", "$ kaggle kernels status alice/llmse-infer"),
-    ("submit", "$ kaggle competitions submit kaggle-llm-science-exam -k alice/llmse-infer -v 4 -f submission.csv"),
-    ("status", "$ kaggle datasets status alice/llmse-mcq-models"),
-])
+
+@pytest.mark.parametrize(
+    "step, expected",
+    [
+        ("push-models", "$ kaggle datasets create -p {stage}/models --dir-mode zip"),
+        ("push-code", "$ kaggle datasets create -p {stage}/code --dir-mode zip"),
+        ("push-kernel", "$ kaggle kernels push -p {kernel}"),
+        ("wait", "$ kaggle kernels status alice/llmse-infer"),
+        ("submit", "$ kaggle competitions submit kaggle-llm-science-exam -k alice/llmse-infer -v 4 -f submission.csv"),
+        ("status", "$ kaggle datasets status alice/llmse-mcq-models"),
+    ],
+)
 def test_dry_run_runs_nothing_but_prints_the_commands(fake, exported, kernel_dir, tmp_path, capsys, step, expected):
     stage = tmp_path / "st"
     extra = {"push-models": ["--models", str(exported)], "submit": ["-v", "4"]}.get(step, [])
@@ -409,8 +531,15 @@ def test_missing_credentials_fail_before_staging(fake, exported, tmp_path, monke
     assert ship_main("push-models", "--models", str(exported), "--owner", "alice", stage=tmp_path / "st") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no Kaggle credentials found" in err
-    for place in ("KAGGLE_API_TOKEN", "~/.kaggle/access_token", "kaggle.json", "$KAGGLE_CONFIG_DIR",
-                  "~/.config/kaggle", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+    for place in (
+        "KAGGLE_API_TOKEN",
+        "~/.kaggle/access_token",
+        "kaggle.json",
+        "$KAGGLE_CONFIG_DIR",
+        "~/.config/kaggle",
+        "KAGGLE_USERNAME",
+        "KAGGLE_KEY",
+    ):
         assert place in err
     assert not (tmp_path / "st").exists() and fake.calls() == []
 
@@ -460,7 +589,9 @@ def test_credentials_are_found_where_the_cli_looks(tmp_path):
     (home / ".config" / "kaggle").mkdir(parents=True)
     (home / ".config" / "kaggle" / "kaggle.json").write_text(json.dumps({"username": "carol", "key": SECRET}))
     creds = find_credentials({}, home)
-    assert creds.username == "carol" and creds.source.endswith(".config/kaggle/kaggle.json") and SECRET in creds.secrets
+    assert (
+        creds.username == "carol" and creds.source.endswith(".config/kaggle/kaggle.json") and SECRET in creds.secrets
+    )
     (home / ".kaggle").mkdir()  # ~/.kaggle, once it exists, is where the CLI reads kaggle.json
     assert find_credentials({}, home) is None
     (home / ".kaggle" / "access_token").write_text(TOKEN + "\n")
@@ -475,15 +606,18 @@ def test_credentials_are_found_where_the_cli_looks(tmp_path):
 
 # ---- the CLI's argument contract -----------------------------------------------------------------------
 
+
 def test_fake_cli_rejects_unknown_flags_like_the_real_one(fake, tmp_path):
-    run = subprocess.run(["kaggle", "datasets", "create", "-p", str(tmp_path), "--bogus"], capture_output=True, text=True)
+    run = subprocess.run(
+        ["kaggle", "datasets", "create", "-p", str(tmp_path), "--bogus"], capture_output=True, text=True
+    )
     assert run.returncode == 2 and "kaggle: error: unrecognized arguments: --bogus" in run.stderr
     run = subprocess.run(["kaggle", "datasets", "version", "-p", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 2 and "the following arguments are required: -m/--message" in run.stderr
     assert fake.calls() == []
 
 
-REAL_PARSE = r'''
+REAL_PARSE = r"""
 import json, sys
 import kaggle.cli as cli
 from kaggle import api
@@ -498,7 +632,7 @@ for argv in json.loads(sys.argv[1]):
     except SystemExit as exc:
         calls.append(["exit", exc.code])
 print("RESULT " + json.dumps(calls))
-'''
+"""
 
 
 def test_our_commands_parse_with_the_real_kaggle_cli(fake, exported, kernel_dir, tmp_path):
@@ -513,34 +647,61 @@ def test_our_commands_parse_with_the_real_kaggle_cli(fake, exported, kernel_dir,
     argvs = [c["argv"] for c in fake.calls()] + [["datasets", "create", "-p", ".", "--bogus"]]
     sandbox = rehearse.choose_sandbox("auto", tmp_path / "sandbox")
     (tmp_path / "real_home").mkdir()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "real_home"), "KAGGLE_USERNAME": "alice",
-           "KAGGLE_KEY": "not-a-real-key", **({"PYTHONPATH": str(sandbox.pythonpath)} if sandbox.pythonpath else {})}
-    run = subprocess.run([*sandbox.prefix, sys.executable, "-c", REAL_PARSE, json.dumps(argvs)],
-                         capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "real_home"),
+        "KAGGLE_USERNAME": "alice",
+        "KAGGLE_KEY": "not-a-real-key",
+        **({"PYTHONPATH": str(sandbox.pythonpath)} if sandbox.pythonpath else {}),
+    }
+    run = subprocess.run(
+        [*sandbox.prefix, sys.executable, "-c", REAL_PARSE, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     result = json.loads(run.stdout.split("RESULT ", 1)[1])
     assert [r[0] for r in result] == [
-        "dataset_create_new_cli", "dataset_create_new_cli", "dataset_create_version_cli", "dataset_status_cli",
-        "dataset_status_cli", "kernels_push_cli", "kernels_status_cli", "competition_submit_cli",
-        "competition_submissions_cli", "exit"]
+        "dataset_create_new_cli",
+        "dataset_create_new_cli",
+        "dataset_create_version_cli",
+        "dataset_status_cli",
+        "dataset_status_cli",
+        "kernels_push_cli",
+        "kernels_status_cli",
+        "competition_submit_cli",
+        "competition_submissions_cli",
+        "exit",
+    ]
     assert result[-1] == ["exit", 2]
     assert result[0][1]["dir_mode"] == "zip" and result[2][1]["version_notes"]
     submit = result[7][1]
     assert (submit["competition"], submit["kernel"], submit["version"], submit["file_name"]) == (
-        "kaggle-llm-science-exam", "alice/llmse-infer", "2", "submission.csv")
+        "kaggle-llm-science-exam",
+        "alice/llmse-infer",
+        "2",
+        "submission.csv",
+    )
     assert result[8][1]["csv_display"] is True
 
 
 # ---- output parsing --------------------------------------------------------------------------------------
 
+
 def test_kernel_status_and_submissions_are_read_from_the_cli_output():
     assert parse_kernel_status('alice/k has status "KernelWorkerStatus.RUNNING"\n') == KernelStatus("RUNNING")
-    failed = parse_kernel_status('alice/k has status "KernelWorkerStatus.ERROR"\nFailure message: "OOM: "big" batch"\n')
+    failed = parse_kernel_status(
+        'alice/k has status "KernelWorkerStatus.ERROR"\nFailure message: "OOM: "big" batch"\n'
+    )
     assert failed.failed and failed.message == 'OOM: "big" batch'
     assert parse_kernel_status('alice/k has status "error"').failed
     assert parse_kernel_status('alice/k has status "complete"').done
-    text = ("ref,fileName,date,description,status,publicScore,privateScore\n"
-            "5,submission.csv,2026-01-02 00:00:00,a,SubmissionStatus.PENDING,None,None\n"
-            "4,submission.csv,2026-01-01 00:00:00,b,SubmissionStatus.COMPLETE,0.7,0.69\n")
+    text = (
+        "ref,fileName,date,description,status,publicScore,privateScore\n"
+        "5,submission.csv,2026-01-02 00:00:00,a,SubmissionStatus.PENDING,None,None\n"
+        "4,submission.csv,2026-01-01 00:00:00,b,SubmissionStatus.COMPLETE,0.7,0.69\n"
+    )
     rows = parse_submissions(text)
     assert newest_submission(rows)["ref"] == "5" and newest_submission(rows, "b")["ref"] == "4"
     assert newest_submission(rows, "b", ref="5")["ref"] == "5" and newest_submission(rows, ref="6") is None
@@ -549,6 +710,7 @@ def test_kernel_status_and_submissions_are_read_from_the_cli_output():
 
 
 # ---- the kernel's search for its inputs ------------------------------------------------------------------
+
 
 def load_kernel_module():
     spec = importlib.util.spec_from_file_location("llmse_kernel", KERNEL)
@@ -561,10 +723,16 @@ def make_tree(root: Path, layout: str) -> dict:
     comp = root / ("competitions/" if layout == "api" else "") / "kaggle-llm-science-exam"
     models = root / ("datasets/alice/" if layout == "api" else "") / "llmse-mcq-models"
     code = root / ("datasets/alice/" if layout == "api" else "") / "llmse-mcq-code"
-    for path in [comp / "test.csv", comp / "train.csv", comp / "sample_submission.csv",
-                 models / "seed1" / "mcq_model.json", models / "seed0" / "mcq_model.json",
-                 code / "mcq-0.2.0-py3-none-any.whl", code / "bm25s-0.3.16-py3-none-any.whl",
-                 root / "other-dataset" / "test.csv"]:
+    for path in [
+        comp / "test.csv",
+        comp / "train.csv",
+        comp / "sample_submission.csv",
+        models / "seed1" / "mcq_model.json",
+        models / "seed0" / "mcq_model.json",
+        code / "mcq-0.2.0-py3-none-any.whl",
+        code / "bm25s-0.3.16-py3-none-any.whl",
+        root / "other-dataset" / "test.csv",
+    ]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
     wheels = [code / "mcq-0.2.0-py3-none-any.whl", code / "bm25s-0.3.16-py3-none-any.whl"]  # mcq's first
@@ -619,20 +787,27 @@ def test_kernel_search_errors_say_what_to_attach(tmp_path):
 
 # ---- the rehearsal -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def rehearsal_test(tmp_path_factory):
     """12 questions plus the three a hidden test may hold: a 600-token option, an empty prompt, no options."""
     path = write_questions(tmp_path_factory.mktemp("rehearsal") / "test.csv", 12, seed=5, answers=False)
     long = " ".join(["atom", "energy", "wave"] * 200)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"long,which wave,{long},light,heat,mass,force\nnoprompt,,gravity,mass,heat,light,atom\n"
-                 "blank,what is an atom,,,,,\n")
+        fh.write(
+            f"long,which wave,{long},light,heat,mass,force\nnoprompt,,gravity,mass,heat,light,atom\n"
+            "blank,what is an atom,,,,,\n"
+        )
     return path
 
 
 def test_rehearsal_runs_the_kernel_offline_and_validates_the_submission(exported, rehearsal_test, tmp_path, capsys):
     root = tmp_path / "kaggle"
-    code = main_guard(lambda: rehearse.main(["--models", str(exported), "--test", str(rehearsal_test), "--root", str(root), "--layout", "api"]))
+    code = main_guard(
+        lambda: rehearse.main(
+            ["--models", str(exported), "--test", str(rehearsal_test), "--root", str(root), "--layout", "api"]
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "network for the kernel: blocked by" in out and "probe connect to 1.1.1.1:53 ->" in out
@@ -656,12 +831,26 @@ def test_a_kernel_that_reaches_for_the_network_fails_clearly(exported, rehearsal
     kernel = tmp_path / "kernel.py"
     reach_out = '    import urllib.request\n    urllib.request.urlopen("https://www.kaggle.com", timeout=5)\n'
     kernel.write_text(KERNEL.read_text().replace("def main():\n", "def main():\n" + reach_out))
-    code = main_guard(lambda: rehearse.main(["--models", str(exported / "seed1"), "--test", str(rehearsal_test), "--kernel", str(kernel),
-                          "--sandbox", sandbox]))
+    code = main_guard(
+        lambda: rehearse.main(
+            [
+                "--models",
+                str(exported / "seed1"),
+                "--test",
+                str(rehearsal_test),
+                "--kernel",
+                str(kernel),
+                "--sandbox",
+                sandbox,
+            ]
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 1
     assert "rehearsal FAILED: the kernel tried to use the network" in err
-    assert ("Temporary failure in name resolution" in err) if sandbox == "unshare" else ("network access blocked" in err)
+    assert (
+        ("Temporary failure in name resolution" in err) if sandbox == "unshare" else ("network access blocked" in err)
+    )
 
 
 def test_runtime_projection_is_fixed_plus_linear():
@@ -674,6 +863,7 @@ def test_runtime_projection_is_fixed_plus_linear():
 
 # ---- what a user sees when Kaggle is out of reach or a credential file is broken -------------------------
 
+
 def use_kaggle_json(monkeypatch, home, text):
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.delenv("KAGGLE_KEY", raising=False)
@@ -683,8 +873,9 @@ def use_kaggle_json(monkeypatch, home, text):
 
 
 @pytest.mark.parametrize("auth", ["kaggle.json", "token"])
-def test_wait_rides_out_a_dns_hiccup_for_both_kinds_of_credentials(fake, kernel_dir, tmp_path, monkeypatch, capsys,
-                                                                   auth):
+def test_wait_rides_out_a_dns_hiccup_for_both_kinds_of_credentials(
+    fake, kernel_dir, tmp_path, monkeypatch, capsys, auth
+):
     if auth == "token":
         monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
     else:
@@ -708,7 +899,7 @@ def test_an_offline_push_is_one_line_not_the_clis_traceback(fake, kernel_dir, tm
     assert err.count("\n") == 1
     assert err.startswith("error: cannot reach Kaggle (offline?): `kaggle kernels push -p")
     assert "api.kaggle.com could not be resolved" in err
-    assert out.count("File \"") == 0, "the CLI's traceback was echoed line by line"
+    assert out.count('File "') == 0, "the CLI's traceback was echoed line by line"
     if auth == "token":
         assert "lines of the kaggle CLI's traceback; its last line:" in out
 
@@ -727,8 +918,9 @@ def test_a_broken_kaggle_json_is_named_with_what_is_wrong(fake, exported, tmp_pa
     assert not (tmp_path / "st").exists() and fake.calls() == []
 
 
-def test_a_bad_user_name_in_kaggle_json_is_blamed_on_the_file_not_on_owner(fake, exported, tmp_path, monkeypatch,
-                                                                          capsys):
+def test_a_bad_user_name_in_kaggle_json_is_blamed_on_the_file_not_on_owner(
+    fake, exported, tmp_path, monkeypatch, capsys
+):
     path = use_kaggle_json(monkeypatch, Path(os.environ["HOME"]), json.dumps({"username": "al ice", "key": SECRET}))
     assert ship_main("push-models", "--models", str(exported), stage=tmp_path / "st") == 2
     err = capsys.readouterr().err
@@ -738,7 +930,9 @@ def test_a_bad_user_name_in_kaggle_json_is_blamed_on_the_file_not_on_owner(fake,
 
 def test_a_refused_staging_names_the_source_file_and_leaves_no_copy(fake, tiny_deberta, tmp_path, capsys):
     folder = export(tiny_deberta, tmp_path / "m" / "seed0", 0)
-    (folder / "config.json").write_text((folder / "config.json").read_text().replace("{", '{"note": "' + SECRET + '",', 1))
+    (folder / "config.json").write_text(
+        (folder / "config.json").read_text().replace("{", '{"note": "' + SECRET + '",', 1)
+    )
     for _ in range(2):
         assert ship_main("push-models", "--models", str(folder), stage=tmp_path / "st") == 2
         err = capsys.readouterr().err
@@ -748,6 +942,7 @@ def test_a_refused_staging_names_the_source_file_and_leaves_no_copy(fake, tiny_d
 
 # ---- open book: the index dataset, the kernel's retrieval, its memory check ---------------------------------
 
+
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory):
     from conftest import sentences
@@ -756,8 +951,9 @@ def small_index(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("index")
     corpus = folder / "corpus.csv"
-    pd.DataFrame({"title": [s.split()[0] for s in sentences(30, seed=4, length=25)],
-                  "text": sentences(30, seed=4, length=25)}).to_csv(corpus, index=False)
+    pd.DataFrame(
+        {"title": [s.split()[0] for s in sentences(30, seed=4, length=25)], "text": sentences(30, seed=4, length=25)}
+    ).to_csv(corpus, index=False)
     build_index([corpus], folder / "demo-index")
     return folder / "demo-index"
 
@@ -767,15 +963,19 @@ def test_push_index_stages_every_index_file_and_says_which_wheel_kaggle_lacks(fa
     assert ship_main("push-index", "--index", str(small_index), stage=stage) == 0
     staged = stage / "index"
     files = sorted(str(p.relative_to(small_index)) for p in small_index.rglob("*") if p.is_file())
-    assert sorted(str(p.relative_to(staged / "demo-index")) for p in (staged / "demo-index").rglob("*")
-                  if p.is_file()) == files
+    assert (
+        sorted(str(p.relative_to(staged / "demo-index")) for p in (staged / "demo-index").rglob("*") if p.is_file())
+        == files
+    )
     assert json.loads((staged / "dataset-metadata.json").read_text())["id"] == "alice/llmse-mcq-index"
     [call] = fake.calls()
     assert call["argv"] == ["datasets", "create", "-p", str(staged), "--dir-mode", "zip"]
     out = capsys.readouterr().out
     assert "30 passages, bm25" in out
-    assert ("the kernel needs bm25s, which Kaggle's image lacks: push-code --extra-wheels wheels/bm25s-*.whl "
-            "(pip download bm25s --no-deps -d wheels/)") in out
+    assert (
+        "the kernel needs bm25s, which Kaggle's image lacks: push-code --extra-wheels wheels/bm25s-*.whl "
+        "(pip download bm25s --no-deps -d wheels/)"
+    ) in out
 
 
 def test_what_kaggle_lacks_follows_the_retriever_and_wheel_names_are_normalised():
@@ -796,7 +996,9 @@ def test_push_index_refuses_a_folder_that_is_not_an_index(fake, tmp_path, capsys
 
 def test_push_kernel_with_index_attaches_the_index_dataset(fake, kernel_dir, tmp_path):
     fake.script(kernels_push={"outcome": "ok", "version": 1}, kernels_status=["COMPLETE"])
-    assert ship_main("push-kernel", "--with-index", "--poll-interval", "0", stage=tmp_path / "st", kernel=kernel_dir) == 0
+    assert (
+        ship_main("push-kernel", "--with-index", "--poll-interval", "0", stage=tmp_path / "st", kernel=kernel_dir) == 0
+    )
     meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
     assert meta["dataset_sources"] == ["alice/llmse-mcq-models", "alice/llmse-mcq-code", "alice/llmse-mcq-index"]
 
@@ -820,7 +1022,12 @@ def test_kernel_refuses_an_index_larger_than_free_memory_before_loading_it(tmp_p
     kernel = load_kernel_module()
     index = tmp_path / "idx"
     index.mkdir()
-    manifest = {"passages": 6_000_000, "settings": {"retriever": "bm25"}, "ram_bytes": 12 * 2**30, "disk_bytes": 9 * 2**30}
+    manifest = {
+        "passages": 6_000_000,
+        "settings": {"retriever": "bm25"},
+        "ram_bytes": 12 * 2**30,
+        "disk_bytes": 9 * 2**30,
+    }
     (index / "mcq_index.json").write_text(json.dumps(manifest))
     with pytest.raises(kernel.KernelError, match=r"needs ~13.5 GiB of RAM and 13.0 GiB is available"):
         kernel.check_index_fits(index, tmp_path, ram=13 * 2**30, disk=20 * 2**30)
@@ -831,11 +1038,24 @@ def test_kernel_refuses_an_index_larger_than_free_memory_before_loading_it(tmp_p
     assert kernel.available_ram(meminfo) <= 1000 * 1024
 
 
-def test_rehearsal_with_an_index_retrieves_inside_the_offline_kernel(exported, small_index, rehearsal_test, tmp_path,
-                                                                     capsys):
+def test_rehearsal_with_an_index_retrieves_inside_the_offline_kernel(
+    exported, small_index, rehearsal_test, tmp_path, capsys
+):
     root = tmp_path / "kaggle"
-    code = main_guard(lambda: rehearse.main(["--models", str(exported / "seed1"), "--test", str(rehearsal_test),
-                                             "--root", str(root), "--index", str(small_index)]))
+    code = main_guard(
+        lambda: rehearse.main(
+            [
+                "--models",
+                str(exported / "seed1"),
+                "--test",
+                str(rehearsal_test),
+                "--root",
+                str(root),
+                "--index",
+                str(small_index),
+            ]
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert (root / "input" / "llmse-mcq-index" / "demo-index" / "mcq_index.json").is_file()
@@ -847,9 +1067,11 @@ def test_rehearsal_with_an_index_retrieves_inside_the_offline_kernel(exported, s
     assert report["index"].endswith("demo-index") and report["timings"]["retrieve_s"] > 0
 
 
-def test_rehearsal_with_a_dense_index_embeds_queries_offline_with_the_index_own_model(exported, rehearsal_test,
-                                                                                     tmp_path, capsys):
-    """The retriever the benchmarks favour: its embedder travels inside the index and must load with the network cut."""
+def test_rehearsal_with_a_dense_index_embeds_queries_offline_with_the_index_own_model(
+    exported, rehearsal_test, tmp_path, capsys
+):
+    """The retriever the benchmarks favour: its embedder travels inside the index and must load with the network
+    cut."""
     needs_minilm()
     from conftest import sentences
 
@@ -869,8 +1091,20 @@ def test_rehearsal_with_a_dense_index_embeds_queries_offline_with_the_index_own_
     meta |= {"export_id": "run-seed1", "blend": blend.to_meta() | {"models": ["run-seed1"]}}
     (model / "mcq_model.json").write_text(json.dumps(meta))
     root = tmp_path / "kaggle"
-    code = main_guard(lambda: rehearse.main(["--models", str(model), "--test", str(rehearsal_test),
-                                             "--root", str(root), "--index", str(tmp_path / "dense-index")]))
+    code = main_guard(
+        lambda: rehearse.main(
+            [
+                "--models",
+                str(model),
+                "--test",
+                str(rehearsal_test),
+                "--root",
+                str(root),
+                "--index",
+                str(tmp_path / "dense-index"),
+            ]
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "retrieved 3 passages for 15 questions" in out and "dense" in out
@@ -883,15 +1117,23 @@ def test_rehearsal_with_a_dense_index_embeds_queries_offline_with_the_index_own_
 
 
 def test_runtime_and_memory_projections_count_retrieval_per_question():
-    timings = {"find_s": 1.0, "load_s": 4.0, "retrieve_s": 2.0, "tokenise_s": 2.0, "predict_s": 30.0,
-               "forward_s": 20.0, "write_s": 0.0}
+    timings = {
+        "find_s": 1.0,
+        "load_s": 4.0,
+        "retrieve_s": 2.0,
+        "tokenise_s": 2.0,
+        "predict_s": 30.0,
+        "forward_s": 20.0,
+        "write_s": 0.0,
+    }
     p = rehearse.project_runtime(timings, n_questions=200, target=4000)
     assert p["per_question_s"] == pytest.approx(0.12)  # (2 + 2 + 20) / 200
     assert rehearse.project_memory(2**30, 200, 4000) == 2**30 + 3800 * rehearse.BYTES_PER_QUESTION
 
 
-def test_the_offline_kernel_applies_the_blend_the_models_recorded(tiny_deberta, small_index, rehearsal_test, tmp_path,
-                                                                  capsys):
+def test_the_offline_kernel_applies_the_blend_the_models_recorded(
+    tiny_deberta, small_index, rehearsal_test, tmp_path, capsys
+):
     """A blend recorded at training (models + lexical evidence) runs inside the network-cut kernel with no knob."""
     from mcq.core.blend import MemberBlend
 
@@ -904,8 +1146,11 @@ def test_the_offline_kernel_applies_the_blend_the_models_recorded(tiny_deberta, 
         meta |= {"export_id": model_id, "blend": blend.to_meta() | {"models": ids}}
         (folder / "mcq_model.json").write_text(json.dumps(meta))
     root = tmp_path / "kaggle"
-    code = main_guard(lambda: rehearse.main(["--models", str(models), "--test", str(rehearsal_test),
-                                             "--root", str(root), "--index", str(small_index)]))
+    code = main_guard(
+        lambda: rehearse.main(
+            ["--models", str(models), "--test", str(rehearsal_test), "--root", str(root), "--index", str(small_index)]
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "blend (equal): models 0.500, lexical 0.500 (chosen at training)" in out
@@ -969,8 +1214,9 @@ def test_kernel_falls_back_to_a_valid_submission_when_mcq_refuses_the_test(tmp_p
     assert (tmp_path / "working" / "submission.csv").read_text() == "id,prediction\n7,A B C\n9,A B C\n"
 
 
-def test_push_index_stages_only_the_index_own_files_and_refuses_a_damaged_or_linked_one(fake, small_index, tmp_path,
-                                                                                        capsys):
+def test_push_index_stages_only_the_index_own_files_and_refuses_a_damaged_or_linked_one(
+    fake, small_index, tmp_path, capsys
+):
     index = tmp_path / "demo-index"
     shutil.copytree(small_index, index)
     (index / ".env").write_text(f"KAGGLE_KEY={SECRET}\n")
@@ -980,8 +1226,11 @@ def test_push_index_stages_only_the_index_own_files_and_refuses_a_damaged_or_lin
     (index / "notes.txt").symlink_to(tmp_path / "outside.txt")
     stage = tmp_path / "st"
     assert ship_main("push-index", "--index", str(index), stage=stage) == 0
-    staged = sorted(p.relative_to(stage / "index" / "demo-index").as_posix()
-                    for p in (stage / "index" / "demo-index").rglob("*") if p.is_file())
+    staged = sorted(
+        p.relative_to(stage / "index" / "demo-index").as_posix()
+        for p in (stage / "index" / "demo-index").rglob("*")
+        if p.is_file()
+    )
     manifest = json.loads((small_index / "mcq_index.json").read_text())
     assert staged == sorted([*manifest["files"], "mcq_index.json"])
     out = capsys.readouterr().out
@@ -1021,8 +1270,10 @@ def test_the_wheel_built_for_push_code_leaves_no_folder_in_the_temp_dir(tmp_path
     temp, out = tmp_path / "temp", tmp_path / "out"
     temp.mkdir()
     out.mkdir()
-    code = "import sys; from pathlib import Path; from mcq.kaggle.stage import build_wheel; " \
-           "print(build_wheel(Path(sys.argv[1])).name)"
+    code = (
+        "import sys; from pathlib import Path; from mcq.kaggle.stage import build_wheel; "
+        "print(build_wheel(Path(sys.argv[1])).name)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TMPDIR": str(temp)}, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -1030,8 +1281,9 @@ def test_the_wheel_built_for_push_code_leaves_no_folder_in_the_temp_dir(tmp_path
     assert list(temp.iterdir()) == []
 
 
-def test_a_full_disk_while_staging_models_is_one_line_and_leaves_no_staging_folder(fake, exported, tmp_path,
-                                                                                   monkeypatch, capsys):
+def test_a_full_disk_while_staging_models_is_one_line_and_leaves_no_staging_folder(
+    fake, exported, tmp_path, monkeypatch, capsys
+):
     import errno
 
     import mcq.kaggle.stage as stage

@@ -119,10 +119,20 @@ def test_jsonl_keys_first_met_in_a_later_chunk_are_used_from_there(tmp_path, mon
     import mcq.retrieve.corpus as corpus
 
     monkeypatch.setattr(corpus, "CHUNK_ROWS", 2)
-    rows = [{"text": "one"}, {"text": "two"}, {"text": "three", "title": "Third", "id": "d3"}, {"content": "x", "text": "four"}]
+    rows = [
+        {"text": "one"},
+        {"text": "two"},
+        {"text": "three", "title": "Third", "id": "d3"},
+        {"content": "x", "text": "four"},
+    ]
     path = write(tmp_path / "c.jsonl", rows)
     got = [(a.doc, a.title, a.text) for a in read_articles(path)]
-    assert got == [("c.jsonl:1", "", "one"), ("c.jsonl:2", "", "two"), ("d3", "Third", "three"), ("c.jsonl:4", "", "four")]
+    assert got == [
+        ("c.jsonl:1", "", "one"),
+        ("c.jsonl:2", "", "two"),
+        ("d3", "Third", "three"),
+        ("c.jsonl:4", "", "four"),
+    ]
 
 
 def test_without_an_id_column_the_doc_is_file_and_row(tmp_path):

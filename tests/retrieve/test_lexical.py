@@ -46,7 +46,13 @@ def test_content_words_drop_scikit_learn_stop_words_and_keep_digits_in_order():
 def test_terms_are_content_words_and_bigrams_of_consecutive_content_words():
     # content words: red, giant, star, photon ('is a' and 'the' dropped, so 'star photon' is consecutive)
     assert terms("The red giant is a star, photon") == {
-        "red", "giant", "star", "photon", "red giant", "giant star", "star photon",
+        "red",
+        "giant",
+        "star",
+        "photon",
+        "red giant",
+        "giant star",
+        "star photon",
     }
     assert terms("the of which") == set()
 
@@ -167,11 +173,13 @@ def test_sentence_scores_are_the_idf_mass_of_the_query_terms_each_sentence_holds
     photon, energy = math.log(10 / 3), math.log(10 / 7)
     query = "Which photon energy?"  # terms: photon, energy, 'photon energy'
     sents = ["The photon energy.", "An electron.", "Energy of a photon"]
-    assert sentence_scores(sents, query, freq) == pytest.approx([
-        2 * (photon + energy),  # photon + energy + 'photon energy' (= photon + energy)
-        0.0,
-        photon + energy,  # 'energy photon' is not the query's bigram
-    ])
+    assert sentence_scores(sents, query, freq) == pytest.approx(
+        [
+            2 * (photon + energy),  # photon + energy + 'photon energy' (= photon + energy)
+            0.0,
+            photon + energy,  # 'energy photon' is not the query's bigram
+        ]
+    )
     assert sentence_scores([], query, freq) == []
 
 

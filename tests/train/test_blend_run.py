@@ -139,8 +139,18 @@ def test_a_closed_book_run_blends_with_evidence_read_from_its_own_retrieval(tiny
     files = {"train": write_questions(tmp_path / "train.csv", 12, seed=1),
              "valid": write_questions(tmp_path / "valid.csv", 24, seed=2)}  # fmt: skip
     build_index([write_corpus(tmp_path / "corpus.csv", 40, seed=5)], tmp_path / "index")
-    cfg = tiny_config(tiny_deberta, files, tmp_path / "run", seeds=[0], max_steps=1, head_steps=0,
-                      index=str(tmp_path / "index"), context_source="none", evidence_k=4, evidence_chars=900)
+    cfg = tiny_config(
+        tiny_deberta,
+        files,
+        tmp_path / "run",
+        seeds=[0],
+        max_steps=1,
+        head_steps=0,
+        index=str(tmp_path / "index"),
+        context_source="none",
+        evidence_k=4,
+        evidence_chars=900,
+    )
     report = run_training(cfg)
     assert report["blend"]["evidence_k"] == 4 and report["blend"]["evidence_chars"] == 900
     meta = json.loads((tmp_path / "run" / "models" / "seed0" / "mcq_model.json").read_text())

@@ -1,5 +1,6 @@
 """Training under torchrun on CPU (2 processes, gloo): each seed exported once by rank 0, one report,
 the LR derived for 2 devices, and nothing left half-written."""
+
 import json
 import os
 import subprocess
@@ -14,11 +15,42 @@ from mcq.core.export import META_FILE, check_model_folder
 def test_torchrun_two_processes_train_export_and_report_once(tiny_deberta, question_files, tmp_path):
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
-        "--model", str(tiny_deberta), "--train", str(question_files["train"]), "--valid", str(question_files["valid"]),
-        "--output-dir", str(out), "--seeds", "0", "1", "--head-steps", "2", "--head-lr", "1e-2", "--epochs", "1",
-        "--per-device-batch", "2", "--max-length", "48", "--logging-steps", "1", "--save-steps", "2",
-        "--eval-batch", "4", "--precision", "fp32",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "train.py",
+        "--model",
+        str(tiny_deberta),
+        "--train",
+        str(question_files["train"]),
+        "--valid",
+        str(question_files["valid"]),
+        "--output-dir",
+        str(out),
+        "--seeds",
+        "0",
+        "1",
+        "--head-steps",
+        "2",
+        "--head-lr",
+        "1e-2",
+        "--epochs",
+        "1",
+        "--per-device-batch",
+        "2",
+        "--max-length",
+        "48",
+        "--logging-steps",
+        "1",
+        "--save-steps",
+        "2",
+        "--eval-batch",
+        "4",
+        "--precision",
+        "fp32",
     ]
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
@@ -45,10 +77,35 @@ def test_torchrun_trains_with_the_flash_attention_switch(tiny_deberta, question_
     pytest.importorskip("disentangled_flash")
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
-        "--model", str(tiny_deberta), "--train", str(question_files["train"]), "--output-dir", str(out),
-        "--seeds", "0", "--head-steps", "2", "--epochs", "1", "--per-device-batch", "2", "--max-length", "48",
-        "--save-steps", "100", "--precision", "fp32", "--attention", "disentangled-flash",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "train.py",
+        "--model",
+        str(tiny_deberta),
+        "--train",
+        str(question_files["train"]),
+        "--output-dir",
+        str(out),
+        "--seeds",
+        "0",
+        "--head-steps",
+        "2",
+        "--epochs",
+        "1",
+        "--per-device-batch",
+        "2",
+        "--max-length",
+        "48",
+        "--save-steps",
+        "100",
+        "--precision",
+        "fp32",
+        "--attention",
+        "disentangled-flash",
     ]
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)

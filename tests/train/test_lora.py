@@ -1,5 +1,6 @@
 """LoRA (issue #12) on the tiny backbones: per-layer groups of the adapters, the two phases, the merge, an end-to-end
 run whose export is a plain model, resume, and the settings' checks."""
+
 import dataclasses
 import json
 import logging
@@ -91,7 +92,9 @@ def test_adapters_of_layer_i_take_the_factor_of_layer_i(backbone, request):
         lora.head_modules(load_multiple_choice(str(folder)))
     )  # classifier and pooler
     assert not any(g["name"].startswith("embeddings") for g in groups)  # word embeddings and all base weights frozen
-    assert {n for n in trainable if ".lora_" in n} and all(".lora_" in n or ".modules_to_save." in n for n in trainable)
+    assert {n for n in trainable if ".lora_" in n} and all(
+        ".lora_" in n or ".modules_to_save." in n for n in trainable
+    )
 
 
 def test_a_trainable_parameter_outside_every_group_is_caught(tiny_deberta):
@@ -183,10 +186,13 @@ def lora_run(tiny_deberta, tmp_path_factory):
     from conftest import write_questions
 
     folder = tmp_path_factory.mktemp("lora-run")
-    files = {"train": write_questions(folder / "train.csv", 24, seed=1),
-             "valid": write_questions(folder / "valid.csv", 12, seed=2)}
-    cfg = tiny_config(tiny_deberta, files, folder / "run", seeds=[0], peft="lora", lora_r=4, lora_alpha=8,
-                      lr=2e-2, head_steps=2)
+    files = {
+        "train": write_questions(folder / "train.csv", 24, seed=1),
+        "valid": write_questions(folder / "valid.csv", 12, seed=2),
+    }
+    cfg = tiny_config(
+        tiny_deberta, files, folder / "run", seeds=[0], peft="lora", lora_r=4, lora_alpha=8, lr=2e-2, head_steps=2
+    )
     seen = {}
     real_merge = lora.merge_for_export
 
@@ -209,16 +215,24 @@ def test_lora_run_exports_a_plain_model_that_infers_the_adapted_logits(lora_run,
     plain = export_untrained(tiny_deberta, tmp_path / "plain", max_length=48)
     with safe_open(export / "model.safetensors", "pt") as f, safe_open(plain / "model.safetensors", "pt") as g:
         assert set(f.keys()) == set(g.keys())
-        assert not [k for k in f.keys() if "lora" in k or "modules_to_save" in k or "original_module" in k]
+        assert not [k for k in f.keys() if "lora" in k or "modules_to_save" in k or "original_module" in k]  # noqa: SIM118
         word = "deberta.embeddings.word_embeddings.weight"
         assert torch.equal(f.get_tensor(word), g.get_tensor(word))  # frozen under LoRA
-        assert torch.equal(f.get_tensor("deberta.encoder.LayerNorm.weight"), g.get_tensor("deberta.encoder.LayerNorm.weight"))
+        assert torch.equal(
+            f.get_tensor("deberta.encoder.LayerNorm.weight"), g.get_tensor("deberta.encoder.LayerNorm.weight")
+        )
         query = "deberta.encoder.layer.0.attention.self.query_proj.weight"
         assert not torch.equal(f.get_tensor(query), g.get_tensor(query)), "the adapter was not merged in"
     assert not {p.name for p in export.iterdir()} & {"adapter_config.json", "adapter_model.safetensors"}
     meta = json.loads((export / META_FILE).read_text())
-    assert meta["peft"] == {"method": "lora", "r": 4, "alpha": 8, "dropout": 0.1, "merged": True,
-                            "target_modules": ["query_proj", "key_proj", "value_proj", "dense"]}
+    assert meta["peft"] == {
+        "method": "lora",
+        "r": 4,
+        "alpha": 8,
+        "dropout": 0.1,
+        "merged": True,
+        "target_modules": ["query_proj", "key_proj", "value_proj", "dense"],
+    }
     # the inference path on the exported folder gives the adapted (unmerged) model's logits, which were saved
     valid = read_questions(cfg.valid, require_answer=True)
     [inferred] = models_logits(inspect_models([export]), valid, devices=[torch.device("cpu")])
@@ -235,7 +249,7 @@ def test_lora_run_exports_a_plain_model_that_infers_the_adapted_logits(lora_run,
     assert f"{seed['trainable_params']:,} / {seed['total_params']:,}" in (out / "report.md").read_text()
     head = out / "seed0" / "head.safetensors"
     with safe_open(head, "pt") as f:
-        assert f.keys() and all(".modules_to_save.default." in k for k in f.keys())
+        assert f.keys() and all(".modules_to_save.default." in k for k in f.keys())  # noqa: SIM118
 
 
 def test_a_lora_run_resumes_with_its_saved_head(lora_run, tmp_path, caplog):
@@ -250,14 +264,20 @@ def test_a_lora_run_resumes_with_its_saved_head(lora_run, tmp_path, caplog):
     assert not report["seeds"][0].get("skipped")
     again = json.loads((out / "models" / "seed0" / META_FILE).read_text())
     assert again["peft"]["merged"] is True
-    np.testing.assert_allclose(np.load(out / "seed0" / "valid_logits.npy"),
-                               np.load(Path(lora_run[0].output_dir) / "seed0" / "valid_logits.npy"), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        np.load(out / "seed0" / "valid_logits.npy"),
+        np.load(Path(lora_run[0].output_dir) / "seed0" / "valid_logits.npy"),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
-def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(tiny_deberta, question_files, tmp_path, monkeypatch,
-                                                               caplog):
-    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "run", seeds=[0], peft="lora", lora_r=4, save_steps=3,
-                      epochs=2)
+def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(
+    tiny_deberta, question_files, tmp_path, monkeypatch, caplog
+):
+    cfg = tiny_config(
+        tiny_deberta, question_files, tmp_path / "run", seeds=[0], peft="lora", lora_r=4, save_steps=3, epochs=2
+    )
     original = RecipeTrainer.training_step
     calls = {"n": 0}
 
@@ -280,10 +300,21 @@ def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(tiny_deberta, que
 
 def test_gradient_checkpointing_still_trains_the_adapters_of_every_layer(tiny_deberta, question_files, tmp_path):
     """Every base weight frozen: with reentrant checkpointing no gradient would reach the adapters."""
-    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "gc", seeds=[0], head_steps=0, max_steps=3,
-                      gradient_checkpointing=True, peft="lora")
+    cfg = tiny_config(
+        tiny_deberta,
+        question_files,
+        tmp_path / "gc",
+        seeds=[0],
+        head_steps=0,
+        max_steps=3,
+        gradient_checkpointing=True,
+        peft="lora",
+    )
     run_training(cfg)
     before = AutoModelForMultipleChoice.from_pretrained(tiny_deberta).state_dict()
     after = AutoModelForMultipleChoice.from_pretrained(tmp_path / "gc" / "models" / "seed0").state_dict()
-    for name in ("deberta.encoder.layer.0.attention.self.query_proj.weight", "deberta.encoder.layer.1.output.dense.weight"):
+    for name in (
+        "deberta.encoder.layer.0.attention.self.query_proj.weight",
+        "deberta.encoder.layer.1.output.dense.weight",
+    ):
         assert not torch.equal(before[name], after[name]), f"{name}: its adapter did not train under checkpointing"

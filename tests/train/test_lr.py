@@ -1,4 +1,5 @@
 """The LR maths of the recipe, checked against numbers worked out by hand."""
+
 import math
 
 import pytest
@@ -36,7 +37,13 @@ def test_effective_batch_multiplies_device_accumulation_and_devices():
 def test_cosine_runs_from_min_to_one_along_half_a_cosine():
     f = layer_lr_factors(5, "cosine", min_factor=0.2)
     # i/top = 0, .25, .5, .75, 1 -> (1 - cos(pi x)) / 2 = 0, 0.1464, 0.5, 0.8536, 1
-    expected = [0.2, 0.2 + 0.8 * (1 - math.cos(math.pi / 4)) / 2, 0.6, 0.2 + 0.8 * (1 + math.cos(math.pi / 4)) / 2, 1.0]
+    expected = [
+        0.2,
+        0.2 + 0.8 * (1 - math.cos(math.pi / 4)) / 2,
+        0.6,
+        0.2 + 0.8 * (1 + math.cos(math.pi / 4)) / 2,
+        1.0,
+    ]
     assert f == pytest.approx(expected)
     assert f[2] == pytest.approx(0.6)
     assert all(a < b for a, b in zip(f, f[1:])), "cosine factors must rise bottom to top"

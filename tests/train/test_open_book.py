@@ -32,11 +32,23 @@ def open_run(tiny_deberta, tmp_path_factory):
     from conftest import write_questions
 
     folder = tmp_path_factory.mktemp("open-book")
-    files = {"train": write_questions(folder / "train.csv", 16, seed=1),
-             "valid": write_questions(folder / "valid.csv", 8, seed=2)}
+    files = {
+        "train": write_questions(folder / "train.csv", 16, seed=1),
+        "valid": write_questions(folder / "valid.csv", 8, seed=2),
+    }
     build_index([write_corpus(folder / "corpus.csv", 40, seed=5)], folder / "index")
-    cfg = tiny_config(tiny_deberta, files, folder / "run", seeds=[0], max_steps=2, head_steps=1,
-                      index=str(folder / "index"), retrieve_k=2, context_chars=300, max_length=64)
+    cfg = tiny_config(
+        tiny_deberta,
+        files,
+        folder / "run",
+        seeds=[0],
+        max_steps=2,
+        head_steps=1,
+        index=str(folder / "index"),
+        retrieve_k=2,
+        context_chars=300,
+        max_length=64,
+    )
     return folder, cfg, run_training(cfg)
 
 
@@ -56,17 +68,50 @@ def test_training_retrieves_once_and_every_export_records_how(open_run):
 def test_infer_with_the_index_scores_what_training_scored(open_run, tmp_path):
     folder, cfg, report = open_run
     out = tmp_path / "submission.csv"
-    assert infer_cli.main(["--models", f"{folder}/run/models", "--test", cfg.valid, "--out", str(out),
-                           "--index", str(folder / "index")]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "logits_seed0.npy"),
-                               np.load(folder / "run" / "seed0" / "valid_logits.npy"), rtol=1e-4, atol=1e-5)
+    assert (
+        infer_cli.main(
+            [
+                "--models",
+                f"{folder}/run/models",
+                "--test",
+                cfg.valid,
+                "--out",
+                str(out),
+                "--index",
+                str(folder / "index"),
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "logits_seed0.npy"),
+        np.load(folder / "run" / "seed0" / "valid_logits.npy"),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_infer_can_raise_k_and_max_length_and_warns_when_closed_book(open_run, tmp_path, caplog):
     folder, cfg, _ = open_run
     args = ["--models", f"{folder}/run/models", "--test", cfg.valid]
-    assert infer_cli.main([*args, "--out", str(tmp_path / "a" / "s.csv"), "--index", str(folder / "index"),
-                           "--k", "5", "--context-chars", "1500", "--max-length", "128"]) == 0
+    assert (
+        infer_cli.main(
+            [
+                *args,
+                "--out",
+                str(tmp_path / "a" / "s.csv"),
+                "--index",
+                str(folder / "index"),
+                "--k",
+                "5",
+                "--context-chars",
+                "1500",
+                "--max-length",
+                "128",
+            ]
+        )
+        == 0
+    )
     longer = np.load(tmp_path / "a" / "logits_seed0.npy")
     assert not np.allclose(longer, np.load(folder / "run" / "seed0" / "valid_logits.npy"), atol=1e-5)
     with caplog.at_level(logging.WARNING):
@@ -78,10 +123,23 @@ def test_infer_refuses_an_index_built_with_other_settings(open_run, tmp_path):
     folder, cfg, _ = open_run
     other = tmp_path / "other-index"
     build_index([folder / "corpus.csv"], other, IndexSettings(passages=PassageSettings(max_words=12, overlap_words=2)))
-    with pytest.raises(ConfigError, match=r"built with passages.max_words 12 \(asked 120\); passages.overlap_words 2 "
-                                          r"\(asked 20\), where 'asked' is what the models' context was made with"):
-        infer_cli.main(["--models", f"{folder}/run/models", "--test", cfg.valid, "--out", str(tmp_path / "s.csv"),
-                        "--index", str(other)])
+    with pytest.raises(
+        ConfigError,
+        match=r"built with passages.max_words 12 \(asked 120\); passages.overlap_words 2 "
+        r"\(asked 20\), where 'asked' is what the models' context was made with",
+    ):
+        infer_cli.main(
+            [
+                "--models",
+                f"{folder}/run/models",
+                "--test",
+                cfg.valid,
+                "--out",
+                str(tmp_path / "s.csv"),
+                "--index",
+                str(other),
+            ]
+        )
 
 
 def test_models_exported_before_a_new_index_setting_accept_an_index_at_its_default(open_run, tmp_path):
@@ -92,10 +150,27 @@ def test_models_exported_before_a_new_index_setting_accept_an_index_at_its_defau
     meta = json.loads(meta_file.read_text())
     assert meta["retrieval"]["index_settings"].pop("dense_weight") == 0.5  # as exported before the setting existed
     meta_file.write_text(json.dumps(meta))
-    assert infer_cli.main(["--models", str(models), "--test", cfg.valid, "--out", str(tmp_path / "s.csv"),
-                           "--index", str(folder / "index")]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "logits_seed0.npy"),
-                               np.load(folder / "run" / "seed0" / "valid_logits.npy"), rtol=1e-4, atol=1e-5)
+    assert (
+        infer_cli.main(
+            [
+                "--models",
+                str(models),
+                "--test",
+                cfg.valid,
+                "--out",
+                str(tmp_path / "s.csv"),
+                "--index",
+                str(folder / "index"),
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "logits_seed0.npy"),
+        np.load(folder / "run" / "seed0" / "valid_logits.npy"),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_resume_reuses_the_contexts_and_refuses_another_index(open_run, tmp_path, caplog):
@@ -121,8 +196,24 @@ def test_the_context_command_feeds_infer_without_an_index(open_run, tmp_path):
 
     folder, cfg, _ = open_run
     with_context = tmp_path / "valid_ctx.csv"
-    assert retrieve_main(["context", "--index", str(folder / "index"), "--questions", cfg.valid,
-                          "--out", str(with_context), "--k", "2", "--max-chars", "300"]) == 0
+    assert (
+        retrieve_main(
+            [
+                "context",
+                "--index",
+                str(folder / "index"),
+                "--questions",
+                cfg.valid,
+                "--out",
+                str(with_context),
+                "--k",
+                "2",
+                "--max-chars",
+                "300",
+            ]
+        )
+        == 0
+    )
     cached = json.loads((folder / "run" / "retrieval" / "valid_contexts.json").read_text())
     assert read_questions(with_context).contexts == cached["contexts"]
 
@@ -134,7 +225,9 @@ def test_a_run_from_before_the_reader_settings_resumes_as_the_layout_it_used(tmp
     from mcq.train.config import TrainConfig, resume_differences
 
     cfg = TrainConfig(train=["t.csv"])
-    older = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("input_layout", "pooling", "context_select")}
+    older = {
+        k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("input_layout", "pooling", "context_select")
+    }
     legacy = dataclasses.replace(cfg, input_layout="prompt-context", pooling="cls", context_select="none")
     assert resume_differences(older, legacy) == []
     assert resume_differences(older, dataclasses.replace(legacy, pooling="mean")) == ["pooling: 'cls' -> 'mean'"]

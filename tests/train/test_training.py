@@ -1,11 +1,12 @@
 """End to end on a tiny DeBERTa: three seeds -> export -> reload -> same logits; reruns, resume, report."""
+
 import dataclasses
 import gc
-import subprocess
-import sys
 import json
 import re
 import shutil
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def test_seeds_differ_and_a_seed_reproduces(tiny_deberta, question_files, tmp_pa
     assert not np.allclose(logits[0], logits[1]), "different seeds gave identical models"
     again = tiny_config(tiny_deberta, question_files, tmp_path / "again", seeds=[1])
     run_training(again)
-    np.testing.assert_allclose(np.load(tmp_path / "again" / "seed1" / "valid_logits.npy"), logits[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "again" / "seed1" / "valid_logits.npy"), logits[1], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_training_moves_the_weights_and_keeps_word_embeddings(built_run, tiny_deberta):
@@ -136,7 +139,9 @@ def test_resume_with_other_validation_questions_rescores_finished_seeds(three_se
     caplog.set_level("INFO")
     report = run_training(cfg, resume=True)
     assert caplog.text.count("the validation questions changed since it was scored") == 3
-    fresh = run_inference(InferConfig(models=[Path(cfg.output_dir) / "models"], test=other, out=tmp_path / "inf" / "submission.csv"))
+    fresh = run_inference(
+        InferConfig(models=[Path(cfg.output_dir) / "models"], test=other, out=tmp_path / "inf" / "submission.csv")
+    )
     assert report["ensemble_valid_map3"] == pytest.approx(fresh.map3["ensemble"])
     assert [s["valid_map3"] for s in report["seeds"]] == pytest.approx([fresh.map3[f"seed{i}"] for i in range(3)])
     caplog.clear()
@@ -171,7 +176,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_deberta, question_file
 
 def test_cli_flags_override_the_yaml_and_unknown_keys_fail(tiny_deberta, question_files, tmp_path, capsys):
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text(f"model: {tiny_deberta}\ntrain: [{question_files['train']}]\nper_device_batch: 4\nmax_length: 48\n")
+    cfg_file.write_text(
+        f"model: {tiny_deberta}\ntrain: [{question_files['train']}]\nper_device_batch: 4\nmax_length: 48\n"
+    )
     cfg = load_config(TrainConfig, cfg_file, {"seeds": [5]})
     assert cfg.seeds == [5] and cfg.per_device_batch == 4 and cfg.max_length == 48
     (tmp_path / "bad.yaml").write_text("per_device_bach: 4\n")
@@ -187,10 +194,12 @@ def test_yaml_values_take_the_fields_types(tmp_path, capsys):
     cfg = load_config(TrainConfig, tmp_path / "c.yaml")
     assert cfg.lr == 2e-5 and cfg.adam_eps == 1e-8 and isinstance(cfg.epochs, float)
     assert cfg.train == ["data/train.csv"] and cfg.seeds == [7]
-    for text, needle in (("per_device_batch: 4.5\n", "per_device_batch: expected int, got 4.5"),
-                         ("lr: fast\n", "lr: expected float, got 'fast'"),
-                         ("group_by_length: 1\n", "group_by_length: expected bool, got 1"),
-                         ("max_length:\n", "max_length: needs a value")):
+    for text, needle in (
+        ("per_device_batch: 4.5\n", "per_device_batch: expected int, got 4.5"),
+        ("lr: fast\n", "lr: expected float, got 'fast'"),
+        ("group_by_length: 1\n", "group_by_length: expected bool, got 1"),
+        ("max_length:\n", "max_length: needs a value"),
+    ):
         (tmp_path / "bad.yaml").write_text(text)
         rc = main_guard(lambda: train_cli.main(["--config", str(tmp_path / "bad.yaml")]))
         assert rc == 2 and needle in capsys.readouterr().err
@@ -200,9 +209,30 @@ def test_cli_trains_and_prints_the_ensemble(tiny_deberta, question_files, tmp_pa
     frozen_before_training = []
     monkeypatch.setattr("mcq.cli.freeze_imports", lambda: frozen_before_training.append(True))
     monkeypatch.setattr("mcq.train.run.run_training", _after(frozen_before_training, run_training))
-    args = ["--model", str(tiny_deberta), "--train", str(question_files["train"]), "--valid", str(question_files["valid"]),
-            "--output-dir", str(tmp_path / "cli"), "--seeds", "0", "1", "--head-steps", "1", "--per-device-batch", "8",
-            "--max-length", "48", "--max-steps", "2", "--lr", "1e-3", "--no-group-by-length"]
+    args = [
+        "--model",
+        str(tiny_deberta),
+        "--train",
+        str(question_files["train"]),
+        "--valid",
+        str(question_files["valid"]),
+        "--output-dir",
+        str(tmp_path / "cli"),
+        "--seeds",
+        "0",
+        "1",
+        "--head-steps",
+        "1",
+        "--per-device-batch",
+        "8",
+        "--max-length",
+        "48",
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-3",
+        "--no-group-by-length",
+    ]
     assert train_cli.main(args) == 0
     out = capsys.readouterr().out
     assert "ensemble of 2 seeds: valid MAP@3" in out
@@ -258,9 +288,9 @@ def test_lr_is_derived_from_the_pretraining_recipe(tiny_deberta, question_files,
     assert "x effective batch 45 (9 per device x 5 accumulation x 1 device(s))" in caplog.text
 
 
-
-def test_lr_counts_every_gpu_dataparallel_would_use_without_torchrun(tiny_deberta, question_files, tmp_path,
-                                                                     caplog, monkeypatch):
+def test_lr_counts_every_gpu_dataparallel_would_use_without_torchrun(
+    tiny_deberta, question_files, tmp_path, caplog, monkeypatch
+):
     """`python train.py` on a 2-GPU machine: Trainer splits each step over both GPUs (batch x 2)."""
     from mcq.train.phases import derive_lr
 
@@ -279,8 +309,11 @@ def test_lr_counts_every_gpu_dataparallel_would_use_without_torchrun(tiny_debert
 def test_report_lists_one_row_per_layer_group():
     from mcq.train.report import merge_decay_twins
 
-    groups = [{"name": "layer.0", "lr": 1e-5, "params": 10}, {"name": "layer.0.no_decay", "lr": 1e-5, "params": 2},
-              {"name": "head", "lr": 2e-5, "params": 5}]
+    groups = [
+        {"name": "layer.0", "lr": 1e-5, "params": 10},
+        {"name": "layer.0.no_decay", "lr": 1e-5, "params": 2},
+        {"name": "head", "lr": 2e-5, "params": 5},
+    ]
     assert merge_decay_twins(groups) == [("layer.0", 1e-5, 12), ("head", 2e-5, 5)]
 
 
@@ -289,8 +322,9 @@ def test_tracker_receives_every_group_lr(tiny_deberta, question_files, tmp_path)
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "tb", seeds=[0], head_steps=0, max_steps=4,
-                      report_to=["tensorboard"])
+    cfg = tiny_config(
+        tiny_deberta, question_files, tmp_path / "tb", seeds=[0], head_steps=0, max_steps=4, report_to=["tensorboard"]
+    )
     run_training(cfg)
     events = sorted((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events, "no tensorboard event file written"
@@ -304,12 +338,22 @@ def test_tracker_receives_every_group_lr(tiny_deberta, question_files, tmp_path)
 
 def test_gradient_checkpointing_still_trains_every_layer(tiny_deberta, question_files, tmp_path):
     """Checkpointing with frozen word embeddings must not silently stop gradients reaching the layers."""
-    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "gc", seeds=[0], head_steps=0, max_steps=3,
-                      gradient_checkpointing=True)
+    cfg = tiny_config(
+        tiny_deberta,
+        question_files,
+        tmp_path / "gc",
+        seeds=[0],
+        head_steps=0,
+        max_steps=3,
+        gradient_checkpointing=True,
+    )
     run_training(cfg)
     before = AutoModelForMultipleChoice.from_pretrained(tiny_deberta).state_dict()
     after = AutoModelForMultipleChoice.from_pretrained(tmp_path / "gc" / "models" / "seed0").state_dict()
-    for name in ("deberta.encoder.layer.0.attention.self.query_proj.weight", "deberta.encoder.layer.1.output.dense.weight"):
+    for name in (
+        "deberta.encoder.layer.0.attention.self.query_proj.weight",
+        "deberta.encoder.layer.1.output.dense.weight",
+    ):
         assert not torch.equal(before[name], after[name]), f"{name} did not train under gradient checkpointing"
 
 
@@ -339,8 +383,14 @@ def test_logged_lrs_are_the_recipe_formula_at_every_step(built_run):
 def test_an_unreachable_model_name_is_one_line_naming_the_fix(question_files, tmp_path, capsys, monkeypatch):
     """Offline (as in a Kaggle kernel or here), a hub name is one clear line, not the hub's traceback."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    argv = ["--model", "microsoft/deberta-v3-large-typo", "--train", str(question_files["train"]),
-            "--output-dir", str(tmp_path / "run")]
+    argv = [
+        "--model",
+        "microsoft/deberta-v3-large-typo",
+        "--train",
+        str(question_files["train"]),
+        "--output-dir",
+        str(tmp_path / "run"),
+    ]
     assert main_guard(lambda: train_cli.main(argv)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: model 'microsoft/deberta-v3-large-typo'")
@@ -366,10 +416,16 @@ def test_a_second_training_into_the_same_folder_exits_at_once(tiny_deberta, ques
     run = tmp_path / "run"
     run.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); f.write('PID 4242 on trainer-host, since today'); f.flush(); "
-         "print('locked', flush=True); time.sleep(60)", str(run / ".lock")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); f.write('PID 4242 on trainer-host, since today'); f.flush(); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(run / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -394,12 +450,18 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_warning(tiny_deberta, 
 
 
 @pytest.mark.parametrize("policy", ["error", "warn"])
-def test_validation_questions_inside_the_training_data_are_caught(tiny_deberta, question_files, tmp_path, caplog,
-                                                                  policy):
+def test_validation_questions_inside_the_training_data_are_caught(
+    tiny_deberta, question_files, tmp_path, caplog, policy
+):
     from mcq.train.run import load_run_data
 
-    cfg = tiny_config(tiny_deberta, question_files, tmp_path / "run", extra_train=[str(question_files["valid"])],
-                      valid_overlap=policy)
+    cfg = tiny_config(
+        tiny_deberta,
+        question_files,
+        tmp_path / "run",
+        extra_train=[str(question_files["valid"])],
+        valid_overlap=policy,
+    )
     caplog.set_level("WARNING")
     if policy == "error":
         with pytest.raises(DataError, match="12 of 12 validation questions are also in the training data"):
@@ -510,7 +572,8 @@ def test_exported_files_get_the_usual_mode(three_seed_run):
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_half_written_checkpoint_is_not_resumed_from(
-        tiny_deberta, question_files, tmp_path, monkeypatch, capsys, caplog):
+    tiny_deberta, question_files, tmp_path, monkeypatch, capsys, caplog
+):
     """safetensors reports a full disk as SafetensorError, not OSError: it must still be one line, and the
     checkpoint folder it left half-written must not be what --resume continues from."""
     from safetensors import SafetensorError
@@ -555,5 +618,7 @@ def test_a_resumed_run_reports_the_time_of_every_process(three_seed_run):
     report = run_training(cfg, resume=True)
     kept = first["seeds"][0]["wall_s"] + first["seeds"][2]["wall_s"]
     assert report["total_wall_s"] > report["wall_s"] + kept * 0.99
-    assert f"{report['total_wall_s']:.0f}s in all ({report['wall_s']:.0f}s in this process)" in \
-        (Path(cfg.output_dir) / "report.md").read_text()
+    assert (
+        f"{report['total_wall_s']:.0f}s in all ({report['wall_s']:.0f}s in this process)"
+        in (Path(cfg.output_dir) / "report.md").read_text()
+    )

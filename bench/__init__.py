@@ -1,0 +1,1 @@
+"""Benchmarks: each a script (python bench/NAME.py, or python -m bench.NAME); figures in docs/BENCHMARKS.md."""
