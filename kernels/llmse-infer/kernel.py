@@ -202,14 +202,11 @@ def check_index_fits(index, working, ram=None, disk=None):
 
 
 def check_index_libraries(manifest):
-    """The retriever's library must be importable (Kaggle's image has no bm25s: ship its wheel)."""
-    needs = {
-        "bm25": ["bm25s"],
-        "tfidf": ["sklearn"],
-        "dense": ["faiss", "sentence_transformers"],
-        "hybrid": ["bm25s", "faiss", "sentence_transformers"],
-    }[manifest["settings"]["retriever"]]
-    for module in needs:
+    """The retriever's library must be importable (Kaggle's image has no bm25s: ship its wheel); mcq's retriever
+    table (installed first) says which modules each retriever imports."""
+    from mcq.retrieve.registry import modules
+
+    for module in modules(manifest["settings"]["retriever"]):
         try:
             __import__(module)
         except ImportError as err:

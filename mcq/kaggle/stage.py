@@ -194,14 +194,11 @@ def stage_models(
     return StagedDataset(replace_dir(tmp, dest), meta["id"], names, skipped)
 
 
-# What Kaggle's 2023 image lacks among the retrievers' libraries (pip names; it has scikit-learn, so TF-IDF needs none)
-KAGGLE_LACKS = {"bm25": ["bm25s"], "dense": ["faiss-cpu", "sentence-transformers"]}
-
-
 def kaggle_lacks(retriever: str) -> list[str]:
     """The pip packages an index of this retriever needs that the kernel must get as wheels."""
-    parts = ["bm25", "dense"] if retriever == "hybrid" else [retriever]
-    return [name for part in parts for name in KAGGLE_LACKS.get(part, [])]
+    from mcq.retrieve.registry import kaggle_lacks as lacks
+
+    return lacks(retriever)
 
 
 def wheel_names(wheels: Iterable[Path]) -> set[str]:

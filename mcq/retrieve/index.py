@@ -24,6 +24,7 @@ from mcq.io import clean_leftovers, folder_lock, library_versions, replace_dir, 
 from mcq.retrieve.corpus import Passage, batched, corpus_files, passages
 from mcq.retrieve.lexical import DOC_FREQ, DocFreq, DocFreqCounter
 from mcq.retrieve.ranking import reciprocal_rank_fusion
+from mcq.retrieve.registry import backends, embeddings_spool
 from mcq.retrieve.settings import IndexSettings, PassageSettings, SearchSettings
 from mcq.retrieve.store import PassageStore, PassageWriter
 
@@ -35,27 +36,6 @@ CHUNK = 4096  # passages handed to a retriever at a time
 VERSIONED = ("bm25s", "scikit-learn", "faiss-cpu", "sentence-transformers", "numpy", "scipy")
 HYBRID_DEPTH = 4  # hybrid: each retriever's top (k x this) are fused
 CHEAP_CHECKSUM_BYTES = 32 * 2**20  # files up to this size are checksummed at every open (a few ms)
-
-
-def _backends(settings: IndexSettings) -> list[str]:
-    return {"hybrid": ["bm25", "dense"]}.get(settings.retriever, [settings.retriever])
-
-
-def _builder(name: str, settings: IndexSettings, scratch: Path, out: Path, search: SearchSettings):
-    from mcq.retrieve import sparse
-
-    if name == "bm25":
-        return sparse.BM25Builder(scratch)
-    if name == "tfidf":
-        return sparse.TfidfBuilder(settings.tfidf_max_features)
-    from mcq.retrieve.dense import DenseBuilder
-
-    return DenseBuilder(str(settings.embedder), settings.dense_kind, embeddings_spool(out), search.nprobe)
-
-
-def embeddings_spool(out: Path) -> Path:
-    """Where a dense build keeps its passage vectors until the index is built: a killed build resumes from it."""
-    return out.parent / f".{out.name}.embeddings"
 
 
 def build_index(
@@ -101,8 +81,7 @@ def _check_out(out: Path) -> None:
 def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, progress: bool, out: Path,
            search: SearchSettings) -> dict:  # fmt: skip
     start = time.perf_counter()
-    names = _backends(settings)
-    builders = {name: _builder(name, settings, tmp, out, search) for name in names}
+    builders = {b.name: b.builder(settings, tmp, out, search) for b in backends(settings.retriever)}
     writer = PassageWriter(tmp)
     freq = None if "bm25" in builders else DocFreqCounter()  # BM25 counts the same words as it builds
     stats: dict = {}
@@ -125,14 +104,14 @@ def _build(corpus, tmp: Path, settings: IndexSettings, text_column: str | None, 
     def search_texts():
         return (p.search_text(settings.passages.title_in_text) for p in store)
 
-    backends = {name: builder.finish(tmp, search_texts) for name, builder in builders.items()}
+    built = {name: builder.finish(tmp, search_texts) for name, builder in builders.items()}
     (freq.result() if freq is not None else builders["bm25"].doc_freq).save(tmp / DOC_FREQ)
     build_s = time.perf_counter() - start
     log.info(
         "indexed %d passages from %d articles (%d duplicates dropped) in %.1fs: %.0f passages/s",
         n, stats["articles"], stats["duplicates"], build_s, n / max(build_s, 1e-9),
     )  # fmt: skip
-    return _manifest(tmp, settings, stats, backends, corpus, read_s, build_s) | {"search": dataclasses.asdict(search)}
+    return _manifest(tmp, settings, stats, built, corpus, read_s, build_s) | {"search": dataclasses.asdict(search)}
 
 
 def file_list(folder: Path) -> dict[str, dict]:
@@ -335,19 +314,8 @@ def open_index(
             f"{folder}: built with {differences}; build a new index with these settings", differences
         )
     _warn_versions(folder, manifest.get("versions", {}))
-    from mcq.retrieve import sparse
-
-    searchers: dict = {}
     search = SearchSettings(**(manifest.get("search") or {})) if search is None else search
-    for name in _backends(built):
-        if name == "bm25":
-            searchers[name] = sparse.BM25Searcher(folder, search.query_terms)
-        elif name == "tfidf":
-            searchers[name] = sparse.TfidfSearcher(folder)
-        else:
-            from mcq.retrieve.dense import DenseSearcher
-
-            searchers[name] = DenseSearcher(folder, search.nprobe)
+    searchers = {b.name: b.searcher(folder, search) for b in backends(built.retriever)}
     index = Index(folder, manifest, PassageStore(folder), searchers)
     if len(index) != manifest["passages"]:
         raise RetrievalError(

@@ -6,8 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from mcq.errors import RetrievalError
+from mcq.retrieve import registry
 
-RETRIEVERS = ("bm25", "tfidf", "dense", "hybrid")
+RETRIEVERS = tuple(registry.RETRIEVERS)
 DENSE_KINDS = ("auto", "flat", "ivfpq")
 HYBRID_DENSE_WEIGHT = 0.5  # equal shares (plain RRF); on stem1k dense alone beats every share (docs/BENCHMARKS.md)
 
