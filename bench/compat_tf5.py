@@ -108,7 +108,7 @@ def make(args) -> None:
 
 
 def infer(args) -> None:
-    """Token ids and logits of every model with this environment's libraries, through mcq.core.infer."""
+    """Token ids and logits of every model with this environment's libraries, through mcq.infer.run."""
     import numpy as np
     import tokenizers
     import torch
@@ -116,8 +116,8 @@ def infer(args) -> None:
     from transformers import AutoTokenizer
 
     from mcq.core.data import read_questions
-    from mcq.core.infer import run_inference
-    from mcq.core.infer_config import InferConfig
+    from mcq.infer.config import InferConfig
+    from mcq.infer.run import run_inference
 
     work = Path(args.work)
     out = work / args.tag

@@ -7,7 +7,7 @@
 # Builds a separate venv ($VENV, default /tmp/mcq-tf5) with transformers==5.0.0, tokenizers 0.22.x and
 # the same CPU torch as .venv (torch==2.13.0 is a CPU wheel on this machine's disk; an unpinned torch
 # would pull a multi-GB CUDA build), exports models with .venv (a tiny DeBERTa-v3-style model built in
-# code, fp32 and fp16; MiniLM; runs/demo/models when present), runs mcq.core.infer.run_inference under both
+# code, fp32 and fp16; MiniLM; runs/demo/models when present), runs mcq.infer.run.run_inference under both
 # and compares token ids and logits.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

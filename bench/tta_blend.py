@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import VALID  # noqa: E402
 from mcq.core.blend import blend_report  # noqa: E402
 from mcq.core.data import read_questions  # noqa: E402
-from mcq.core.infer import run_inference  # noqa: E402
-from mcq.core.infer_config import InferConfig
+from mcq.infer.config import InferConfig
+from mcq.infer.run import run_inference  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from mcq.errors import DataError, KaggleCommandError, McqError, RehearsalError
 PACKAGE = ROOT / "mcq"
 COMMANDS = [
     "mcq.train.cli",
-    "mcq.core.cli",
+    "mcq.infer.cli",
     "mcq.kaggle.cli",
     "mcq.kaggle.rehearse",
     "mcq.generate.cli",
@@ -49,6 +49,16 @@ def test_core_imports_nothing_but_core_retrieval_and_the_shared_helpers():
     for path in sorted((PACKAGE / "core").rglob("*.py")):
         wrong = {n for n in mcq_imports(path) if n not in SHARED and not n.startswith(("mcq.core", "mcq.retrieve"))}
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: mcq.core must not depend on other rooms"
+
+
+def test_inference_stands_on_core_and_retrieval_and_nothing_below_imports_it():
+    for path in sorted((PACKAGE / "infer").rglob("*.py")):
+        allowed = ("mcq.infer", "mcq.core", "mcq.retrieve")
+        wrong = {n for n in mcq_imports(path) if n not in SHARED and not n.startswith(allowed)}
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: mcq.infer uses core and retrieve only"
+    for room in ("core", "retrieve", "train"):
+        for path in sorted((PACKAGE / room).rglob("*.py")):
+            assert not {n for n in mcq_imports(path) if n.startswith("mcq.infer")}, path
 
 
 def test_retrieval_imports_only_itself_and_the_shared_helpers():

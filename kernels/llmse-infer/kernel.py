@@ -3,7 +3,7 @@
 It searches the input root for the competition's test.csv, the exported models (folders holding
 mcq_model.json, from the models dataset) and the wheel of our `mcq` package (from the code dataset, with
 wheels of any dependency Kaggle's image lacks), installs the wheels offline (`pip install --no-index
---no-deps --target` a temporary folder), ensembles the models with mcq.core.infer.run_inference (fp16,
+--no-deps --target` a temporary folder), ensembles the models with mcq.infer.run.run_inference (fp16,
 every GPU) and writes submission.csv to the working folder. With a retrieval index attached (a folder
 holding mcq_index.json, from `python -m mcq.kaggle push-index`), each question's context is retrieved
 offline first, the way the models' training context was made; free RAM is checked against the index first.
@@ -242,7 +242,14 @@ def install_mcq(wheels):
         )
     sys.path.insert(0, str(site))
     import mcq
-    import mcq.core.infer
+
+    try:
+        import mcq.infer.run
+    except ImportError as err:  # a code dataset pushed before inference had its own room (mcq.core.infer)
+        raise KernelError(
+            f"the code dataset's mcq {mcq.__version__} is older than this kernel ({err}): push the "
+            "code again (python -m mcq.kaggle push-code) with the kernel."
+        ) from err
 
     where = Path(mcq.__file__).resolve().parent
     if where != (site / "mcq").resolve():
@@ -306,7 +313,7 @@ def run(env=os.environ):
     if manifest:
         check_index_libraries(manifest)
     start = time.perf_counter()
-    from mcq.core.infer_config import InferConfig
+    from mcq.infer.config import InferConfig
 
     cfg = InferConfig(
         models=[str(m) for m in models],
@@ -322,7 +329,7 @@ def run(env=os.environ):
         evidence_embedder=EVIDENCE_EMBEDDER,
         **({"batch_tokens": BATCH_TOKENS} if BATCH_TOKENS else {}),
     )
-    result = mcq.core.infer.run_inference(cfg)
+    result = mcq.infer.run.run_inference(cfg)
     total = time.perf_counter() - start
     t = result.timings
     timings = {

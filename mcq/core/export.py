@@ -23,6 +23,10 @@ from mcq.io import atomic_write_text, library_versions, replace_dir, umask
 log = logging.getLogger(__name__)
 
 META_FILE = "mcq_model.json"
+# keys of mcq_model.json beyond export_meta's, written by training and read by inference
+BLEND_KEY = "blend"  # the blend with the evidence scores training chose
+EXPORT_ID = "export_id"  # which run and seed a model is (a blend names its models by it)
+CONTEXT_KEY = "context_source"  # "none" for a model trained closed book (it reads no context)
 REQUIRED_FILES = ("config.json", "tokenizer.json", META_FILE)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 # Files an exported folder may hold; anything else (optimizer state, checkpoints, credentials) is not ours.

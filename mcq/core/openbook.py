@@ -16,6 +16,11 @@ log = logging.getLogger(__name__)
 META_KEY = "retrieval"  # the key of mcq_model.json that holds a model's retrieval settings
 
 
+def has_context(questions: Questions) -> bool:
+    """Whether any question of the set has context to read."""
+    return questions.contexts is not None and any(questions.contexts)
+
+
 def with_contexts(questions: Questions, contexts: list[str]) -> Questions:
     if len(contexts) != len(questions):
         raise ValueError(f"{len(contexts)} contexts for {len(questions)} questions")

@@ -355,8 +355,8 @@ def check_outputs(root: Path, questions) -> dict:
     """submission.csv matches the test ids in order with three distinct letters; the staged code was used."""
     import pandas as pd
 
-    from mcq.core.submission import validate_submission
     from mcq.errors import SubmissionError
+    from mcq.infer.submission import validate_submission
 
     working = root / "working"
     path = working / "submission.csv"

@@ -17,9 +17,8 @@ import numpy as np
 from mcq.core.blend import MemberBlend, choose_blend
 from mcq.core.data import Questions
 from mcq.core.evidence import scorer_for
-from mcq.core.export import write_meta
-from mcq.core.openbook import open_book
-from mcq.core.plan import BLEND_KEY, EXPORT_ID, has_context
+from mcq.core.export import BLEND_KEY, EXPORT_ID, write_meta
+from mcq.core.openbook import has_context, open_book
 from mcq.io import write_array
 from mcq.retrieve.settings import ContextSettings
 from mcq.train.config import RESUMABLE, TrainConfig

@@ -11,7 +11,7 @@ import json
 import logging
 
 from mcq.core.data import Questions
-from mcq.core.openbook import open_book, retrieval_meta, with_contexts
+from mcq.core.openbook import has_context, open_book, retrieval_meta, with_contexts
 from mcq.errors import ConfigError
 from mcq.io import atomic_write_text
 from mcq.retrieve.settings import ContextSettings
@@ -31,7 +31,7 @@ def retrieve_for_run(
         return _closed(train), _closed(valid) if valid is not None else None, None
     if not cfg.index or cfg.context_source == "file":
         for questions in (train, valid):
-            if cfg.context_source == "file" and questions is not None and not _has_context(questions):
+            if cfg.context_source == "file" and questions is not None and not has_context(questions):
                 raise ConfigError(
                     f"context_source file: {questions.source} has no context column (or it is empty); give files "
                     "with a `context` column, or use context_source auto with an index."
@@ -47,13 +47,9 @@ def retrieve_for_run(
 
 
 def _closed(questions: Questions) -> Questions:
-    if _has_context(questions):
+    if has_context(questions):
         log.info("%s: its context column is ignored (context_source none: closed book)", questions.source)
     return dataclasses.replace(questions, contexts=None)
-
-
-def _has_context(questions: Questions) -> bool:
-    return questions.contexts is not None and any(questions.contexts)
 
 
 def _split(layout: RunLayout, split: str, questions: Questions, index, settings: ContextSettings) -> Questions:

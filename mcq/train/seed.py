@@ -21,11 +21,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from mcq.core.attention import use_attention
 from mcq.core.batching import PAD_MULTIPLE
 from mcq.core.data import Questions
-from mcq.core.export import commit_export, export_meta, stage_export, write_meta
+from mcq.core.export import CONTEXT_KEY, EXPORT_ID, commit_export, export_meta, stage_export, write_meta
 from mcq.core.features import MultipleChoiceCollator
 from mcq.core.metrics import map3_score
 from mcq.core.model import load_multiple_choice, word_embedding_names
-from mcq.core.plan import CONTEXT_KEY, EXPORT_ID
 from mcq.core.predict import inspect_models, models_logits
 from mcq.core.reader import use_pooling
 from mcq.errors import ConfigError

@@ -10,10 +10,10 @@ import torch
 from transformers import AutoModelForMultipleChoice
 
 from mcq.cli import main_guard
-from mcq.core import cli as infer_cli
 from mcq.core.attention import flash_backend, use_attention
 from mcq.core.model import export_untrained, layer_groups
 from mcq.errors import AttentionError, ConfigError
+from mcq.infer import cli as infer_cli
 from mcq.train.config import TrainConfig
 from mcq.train.phases import Phase, freeze_for
 

@@ -11,7 +11,6 @@ from conftest import ROOT, write_questions
 
 import mcq.core.blend as blend
 from mcq.cli import main_guard
-from mcq.core import cli as infer_cli
 from mcq.core.blend import (
     MemberBlend,
     blend_loss,
@@ -24,11 +23,12 @@ from mcq.core.blend import (
     zscore,
 )
 from mcq.core.data import read_questions
-from mcq.core.infer import run_inference
-from mcq.core.infer_config import InferConfig
 from mcq.core.metrics import map3_score, mean_logits
 from mcq.core.model import export_untrained
 from mcq.errors import ConfigError, DataError
+from mcq.infer import cli as infer_cli
+from mcq.infer.config import InferConfig
+from mcq.infer.run import run_inference
 
 
 def synthetic(n=200, n_options=5, signal=1.0, seed=0):

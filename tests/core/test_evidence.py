@@ -10,11 +10,11 @@ import pytest
 from conftest import write_questions
 
 from mcq.cli import main_guard
-from mcq.core import cli as infer_cli
 from mcq.core.data import Questions
 from mcq.core.evidence import EvidenceScorer, dense_scores, lexical_scores
-from mcq.core.infer_config import InferConfig
 from mcq.errors import ConfigError
+from mcq.infer import cli as infer_cli
+from mcq.infer.config import InferConfig
 from mcq.retrieve.lexical import DocFreq
 
 

@@ -8,10 +8,10 @@ import pytest
 from conftest import write_questions
 
 from mcq.cli import main_guard
-from mcq.core import cli as infer_cli
 from mcq.core.export import check_model_folder
 from mcq.core.model import export_untrained
 from mcq.errors import ModelFolderError
+from mcq.infer import cli as infer_cli
 
 
 @pytest.fixture(scope="module")

@@ -247,7 +247,7 @@ def test_push_code_stages_a_wheel_of_the_package_and_extra_wheels(fake, tmp_path
     assert {
         "mcq/__init__.py",
         "mcq/errors.py",
-        "mcq/core/infer.py",
+        "mcq/infer/run.py",
         "mcq/core/predict.py",
         "mcq/core/data.py",
         "mcq/kaggle/sandbox/sitecustomize.py",
@@ -255,7 +255,7 @@ def test_push_code_stages_a_wheel_of_the_package_and_extra_wheels(fake, tmp_path
     } <= names
     assert not any(n.startswith(("tests/", "bench/", "kernels/")) or "__pycache__" in n for n in names), names
     manifest = json.loads((staged / "mcq_code.json").read_text())
-    assert manifest["entry"] == "mcq.core.infer.run_inference" and manifest["version"] == mcq.__version__
+    assert manifest["entry"] == "mcq.infer.run.run_inference" and manifest["version"] == mcq.__version__
     assert set(manifest["wheels"]) == {wheel.name, extra.name}
     assert manifest["wheels"][wheel.name] == hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert not (ROOT / "build").exists(), "building the wheel wrote build files into the checkout"

@@ -13,9 +13,9 @@ from test_open_book import write_corpus
 
 import mcq.core.predict
 from mcq.cli import main_guard
-from mcq.core import cli as infer_cli
 from mcq.core.blend import blend_members
 from mcq.core.data import read_questions
+from mcq.infer import cli as infer_cli
 from mcq.retrieve.index import build_index
 from mcq.train.run import run_training
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import sentences, tiny_config
 
-from mcq.core import cli as infer_cli
 from mcq.core.data import read_questions
 from mcq.errors import ConfigError
+from mcq.infer import cli as infer_cli
 from mcq.retrieve.index import build_index
 from mcq.retrieve.settings import IndexSettings, PassageSettings
 from mcq.train.run import run_training

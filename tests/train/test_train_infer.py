@@ -6,9 +6,9 @@ import torch
 from conftest import tiny_config
 from transformers import AutoModelForMultipleChoice
 
-from mcq.core import cli as infer_cli
-from mcq.core.infer import run_inference
-from mcq.core.infer_config import InferConfig
+from mcq.infer import cli as infer_cli
+from mcq.infer.config import InferConfig
+from mcq.infer.run import run_inference
 from mcq.train.run import run_training
 
 

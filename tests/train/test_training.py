@@ -21,9 +21,9 @@ from mcq.config import load_config
 from mcq.core.data import read_questions
 from mcq.core.export import META_FILE
 from mcq.core.features import MultipleChoiceCollator, encode
-from mcq.core.infer import run_inference
-from mcq.core.infer_config import InferConfig
 from mcq.errors import ConfigError, DataError
+from mcq.infer.config import InferConfig
+from mcq.infer.run import run_inference
 from mcq.train import cli as train_cli
 from mcq.train.config import TrainConfig
 from mcq.train.lr import warmup_steps_for

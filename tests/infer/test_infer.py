@@ -10,15 +10,15 @@ import pytest
 from conftest import write_questions
 
 from mcq.cli import main_guard
-from mcq.core import cli as infer_cli
 from mcq.core.batching import token_budget_batches
 from mcq.core.data import read_questions
 from mcq.core.export import META_FILE, find_model_folders
-from mcq.core.infer import run_inference
-from mcq.core.infer_config import InferConfig
 from mcq.core.metrics import mean_logits
 from mcq.core.model import export_untrained
 from mcq.errors import ModelFolderError
+from mcq.infer import cli as infer_cli
+from mcq.infer.config import InferConfig
+from mcq.infer.run import run_inference
 
 
 def export_random(backbone, dest, seed, max_length=48, fp16=False):
@@ -314,7 +314,7 @@ def test_the_record_written_last_vouches_for_the_files_of_one_run(models, questi
     """A kill between the logits and the submission must not leave a pair that looks like one run's."""
     import hashlib
 
-    import mcq.core.infer
+    import mcq.infer.run
 
     out = tmp_path / "o" / "submission.csv"
     cfg = InferConfig(models=[str(m) for m in models], test=str(question_files["valid"]), out=str(out))
@@ -327,7 +327,7 @@ def test_the_record_written_last_vouches_for_the_files_of_one_run(models, questi
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # as if killed after the new logits, before the submission
 
-    monkeypatch.setattr(mcq.core.infer, "write_submission", killed)
+    monkeypatch.setattr(mcq.infer.run, "write_submission", killed)
     with pytest.raises(KeyboardInterrupt):
         run_inference(dataclasses.replace(cfg, test=str(question_files["test"])))
     assert not (out.parent / "inference.json").exists() and out.exists()

@@ -14,20 +14,17 @@ from mcq.core.attention import check_supported
 from mcq.core.blend import MemberBlend, blend_members
 from mcq.core.data import Questions, read_questions
 from mcq.core.evidence import EvidenceScorer, scorer_for
-from mcq.core.export import find_model_folders
-from mcq.core.infer_config import InferConfig
-from mcq.core.openbook import context_settings, model_retrieval, open_book, open_index_for
+from mcq.core.export import BLEND_KEY, CONTEXT_KEY, EXPORT_ID, find_model_folders
+from mcq.core.openbook import context_settings, has_context, model_retrieval, open_book, open_index_for
 from mcq.core.predict import ExportedModel, check_max_length, inspect_models
-from mcq.core.tta import check_rotations
 from mcq.errors import ConfigError
+from mcq.infer.config import InferConfig
+from mcq.infer.tta import check_rotations
 from mcq.retrieve.settings import EVIDENCE_CHARS, EVIDENCE_K, ContextSettings
 
 log = logging.getLogger(__name__)
 
 TUNE_FOLDS = 5  # cross-validation folds inside the validation file that decide whether tuned weights are used
-BLEND_KEY = "blend"  # mcq_model.json: the blend training chose
-EXPORT_ID = "export_id"  # mcq_model.json: which run and seed a model is (a blend names its models by it)
-CONTEXT_KEY = "context_source"  # mcq_model.json: "none" for a model trained closed book (it reads no context)
 
 
 @dataclass
@@ -93,10 +90,6 @@ class Plan:
         if "models" in members:
             return members["models"]
         return blend_members(members, [1.0] * len(members), options)
-
-
-def has_context(questions: Questions) -> bool:
-    return questions.contexts is not None and any(questions.contexts)
 
 
 def plan_inference(cfg: InferConfig) -> Plan:

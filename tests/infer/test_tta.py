@@ -6,14 +6,15 @@ import pytest
 from conftest import write_questions
 
 from mcq.cli import main_guard
-from mcq.core import cli as infer_cli
 from mcq.core.data import Questions, read_questions
-from mcq.core.infer import run_inference
-from mcq.core.infer_config import InferConfig
 from mcq.core.metrics import rank_logits, top_k
 from mcq.core.model import export_untrained
-from mcq.core.submission import make_submission
-from mcq.core.tta import (
+from mcq.errors import ConfigError
+from mcq.infer import cli as infer_cli
+from mcq.infer.config import InferConfig
+from mcq.infer.run import run_inference
+from mcq.infer.submission import make_submission
+from mcq.infer.tta import (
     average_rotations,
     check_rotations,
     rotate_questions,
@@ -21,7 +22,6 @@ from mcq.core.tta import (
     stack_rotations,
     unrotate_logits,
 )
-from mcq.errors import ConfigError
 
 
 def questions_of(options, answers=None, contexts=None) -> Questions:

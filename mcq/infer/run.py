@@ -23,12 +23,12 @@ import numpy as np
 
 from mcq.core.blend import BlendReport, MemberBlend, blend_report
 from mcq.core.data import Questions
-from mcq.core.infer_config import InferConfig
 from mcq.core.metrics import map3_score, mean_logits
-from mcq.core.plan import TUNE_FOLDS, Plan
 from mcq.core.predict import ExportedModel, models_logits
-from mcq.core.submission import make_submission, validate_submission, write_submission
-from mcq.core.tta import average_rotations, rotation_shifts, stack_rotations
+from mcq.infer.config import InferConfig
+from mcq.infer.plan import TUNE_FOLDS, Plan
+from mcq.infer.submission import make_submission, validate_submission, write_submission
+from mcq.infer.tta import average_rotations, rotation_shifts, stack_rotations
 from mcq.io import atomic_write_text, write_array
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from mcq.core.batching import DEFAULT_BATCH_TOKENS
 from mcq.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mcq.core.plan import Plan
+    from mcq.infer.plan import Plan
 
 READERS = ("models", "evidence")
 MIN_MAX_LENGTH = 16  # fewer tokens cannot hold a prompt, an option and the special tokens
@@ -128,6 +128,6 @@ class InferConfig:
     def check(self) -> Plan:
         """Every check, once, before any model runs: the flags together, the model folders, the question files,
         the index and the recorded blend. Returns what they read and opened."""
-        from mcq.core.plan import plan_inference
+        from mcq.infer.plan import plan_inference
 
         return plan_inference(self)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from mcq.core.metrics import chance_map3, map3_score, map_at_k, mean_logits, rank_logits, top_k, top_k_letters
-from mcq.core.submission import make_submission, validate_submission, write_submission
 from mcq.errors import SubmissionError
+from mcq.infer.submission import make_submission, validate_submission, write_submission
 from mcq.io import write_array
 
 FIVE = tuple("ABCDE")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from mcq.cli import main_guard, quiet_transformers, setup_logging
 from mcq.config import add_dataclass_flags, flag_overrides
-from mcq.core.infer_config import InferConfig
+from mcq.infer.config import InferConfig
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = InferConfig(**flag_overrides(args, InferConfig))
     setup_logging()
     quiet_transformers()
-    from mcq.core.infer import BLEND_FILE, run_inference
+    from mcq.infer.run import BLEND_FILE, run_inference
 
     result = run_inference(cfg)
     if result.blend is not None:
