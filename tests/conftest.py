@@ -9,6 +9,7 @@ import io
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,7 +187,7 @@ def tiny_config(model, files, out, **kw):
     """A TrainConfig for the tiny backbones: 2 head steps, one short epoch, small batches."""
     from mcq.train.config import TrainConfig
 
-    values = dict(
+    values: dict[str, Any] = dict(
         train=[str(files["train"])],
         valid=str(files["valid"]),
         model=str(model),

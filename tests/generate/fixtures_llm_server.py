@@ -116,6 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
+        assert isinstance(self.server, _Server)
         llm: ScriptedLLM = self.server.llm
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         auth = self.headers.get("Authorization")
@@ -166,6 +167,7 @@ def _completion(text: str) -> dict:
 
 
 class _Server(ThreadingHTTPServer):
+    llm: ScriptedLLM
     daemon_threads = True
     block_on_close = False
 

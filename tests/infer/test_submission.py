@@ -23,20 +23,20 @@ def test_top_k_orders_best_first():
 
 
 def test_top_k_ties_go_to_the_earlier_letter():
-    assert top_k([[1, 1, 1, 1, 1]], 3).tolist() == [[0, 1, 2]]
-    assert top_k([[0, 2, 2, 1, 2]], 3).tolist() == [[1, 2, 4]]
-    assert top_k_letters([[5, 0, 5, 5, 0]], FIVE) == ["A C D"]
-    assert top_k_letters([[0, 7, 0, 0, 0]], FIVE) == ["B A C"]
+    assert top_k(np.array([[1, 1, 1, 1, 1]]), 3).tolist() == [[0, 1, 2]]
+    assert top_k(np.array([[0, 2, 2, 1, 2]]), 3).tolist() == [[1, 2, 4]]
+    assert top_k_letters(np.array([[5, 0, 5, 5, 0]]), FIVE) == ["A C D"]
+    assert top_k_letters(np.array([[0, 7, 0, 0, 0]]), FIVE) == ["B A C"]
 
 
 def test_top_3_of_4_options():
-    assert top_k_letters([[0.3, 0.1, 0.4, 0.2]], "ABCD", 3) == ["C A D"]
-    assert top_k([[0.3, 0.1, 0.4, 0.2]], 3).shape == (1, 3)
+    assert top_k_letters(np.array([[0.3, 0.1, 0.4, 0.2]]), "ABCD", 3) == ["C A D"]
+    assert top_k(np.array([[0.3, 0.1, 0.4, 0.2]]), 3).shape == (1, 3)
 
 
 def test_top_k_other_k():
-    assert top_k_letters([[0.3, 0.1, 0.4, 0.2, 0.0]], FIVE, 1) == ["C"]
-    assert top_k_letters([[0.3, 0.1, 0.4, 0.2, 0.0]], FIVE, 5) == ["C A D B E"]
+    assert top_k_letters(np.array([[0.3, 0.1, 0.4, 0.2, 0.0]]), FIVE, 1) == ["C"]
+    assert top_k_letters(np.array([[0.3, 0.1, 0.4, 0.2, 0.0]]), FIVE, 5) == ["C A D B E"]
 
 
 # --- MAP@k ------------------------------------------------------------------------------------------
