@@ -107,6 +107,7 @@ def test_a_second_holder_of_a_folder_lock_is_refused_at_once_naming_the_first(tm
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
+        assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
         busy = "is in use by an index build \\(PID 4242 on index-host"
         with (

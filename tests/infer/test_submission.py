@@ -17,7 +17,7 @@ FIVE = tuple("ABCDE")
 
 
 def test_top_k_orders_best_first():
-    logits = [[0.1, 0.5, 0.3, 0.9, 0.2], [-1.0, -3.0, -0.5, -2.0, -4.0]]
+    logits = np.array([[0.1, 0.5, 0.3, 0.9, 0.2], [-1.0, -3.0, -0.5, -2.0, -4.0]])
     assert top_k(logits, 3).tolist() == [[3, 1, 2], [2, 0, 3]]
     assert top_k_letters(logits, FIVE, 3) == ["D B C", "C A D"]
 
@@ -76,10 +76,12 @@ def test_map_rejects_mismatched_lengths_and_no_questions():
 
 
 def test_map3_score():
-    logits = [
-        [0.9, 0.1, 0.5, 0.0, 0.2],  # ranking A C E: answer C at rank 2
-        [0.0, 0.0, 0.0, 0.0, 1.0],
-    ]  # ranking E A B: answer D absent
+    logits = np.array(
+        [
+            [0.9, 0.1, 0.5, 0.0, 0.2],  # ranking A C E: answer C at rank 2
+            [0.0, 0.0, 0.0, 0.0, 1.0],  # ranking E A B: answer D absent
+        ]
+    )
     assert map3_score(logits, [2, 3]) == pytest.approx(0.25)
     # with A empty in the first question, the ranking is C E B: answer C now at rank 1
     options = [["", "b", "c", "d", "e"], ["a", "b", "c", "d", "e"]]
@@ -98,7 +100,7 @@ def test_random_ranking_scores_chance_level():
     logits = rng.normal(size=(n, 5))
     answers = rng.integers(0, 5, size=n)
     # (1 + 1/2 + 1/3) / 5 = 0.3667
-    assert map3_score(logits, answers) == pytest.approx(chance_map3(5), abs=0.01)
+    assert map3_score(logits, answers.tolist()) == pytest.approx(chance_map3(5), abs=0.01)
 
 
 # --- ensembling -------------------------------------------------------------------------------------

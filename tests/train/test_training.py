@@ -140,7 +140,9 @@ def test_resume_with_other_validation_questions_rescores_finished_seeds(three_se
     report = run_training(cfg, resume=True)
     assert caplog.text.count("the validation questions changed since it was scored") == 3
     fresh = run_inference(
-        InferConfig(models=[Path(cfg.output_dir) / "models"], test=other, out=tmp_path / "inf" / "submission.csv")
+        InferConfig(
+            models=[str(Path(cfg.output_dir) / "models")], test=str(other), out=str(tmp_path / "inf" / "submission.csv")
+        )
     )
     assert report["ensemble_valid_map3"] == pytest.approx(fresh.map3["ensemble"])
     assert [s["valid_map3"] for s in report["seeds"]] == pytest.approx([fresh.map3[f"seed{i}"] for i in range(3)])
@@ -428,6 +430,7 @@ def test_a_second_training_into_the_same_folder_exits_at_once(tiny_deberta, ques
         text=True,
     )
     try:
+        assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ConfigError, match=r"in use by a training run \(PID 4242 on trainer-host"):
             run_training(tiny_config(tiny_deberta, question_files, run))
