@@ -1,7 +1,7 @@
 # make demo      : set up .venv, index the sample passages, train 3 seeds open-book on the sample data (CPU,
 #                  offline), infer with retrieved context, print the submission
 # make test      : set up .venv, then lint, format check, types and the test suite (what CI runs)
-# make lint      : ruff (lint + format check) on everything, mypy on mcq/, bench/ and the kernel
+# make lint      : ruff (lint + format check) and mypy on everything: mcq/, bench/, tests/ and the kernel
 # make clean     : remove .venv and caches; trained runs in runs/ are kept
 # make clean-runs: remove runs/ too (every trained model and runs/kaggle/state.json), after a confirmation
 PY ?= python3

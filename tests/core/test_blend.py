@@ -133,7 +133,7 @@ def test_pure_noise_models_often_gain_by_luck_and_the_interval_shows_it():
     for seed in range(30):
         rng = np.random.default_rng(seed)
         answers = rng.integers(0, 5, 40)
-        report = blend_report([rng.normal(size=(40, 5)), rng.normal(size=(40, 5))], answers, None, ["a", "b"])
+        report = blend_report([rng.normal(size=(40, 5)), rng.normal(size=(40, 5))], answers.tolist(), None, ["a", "b"])
         lucky += report.gain > 0
         assert report.use_tuned == (report.gain > 0)
         assert report.gain_low <= report.gain <= report.gain_high and report.gain_low <= 0
@@ -193,6 +193,7 @@ def test_inference_tunes_weights_on_valid_and_writes_blend_json(models, question
             atol=1e-6,
         )
     valid = read_questions(question_files["valid"])
+    assert valid.answers is not None
     again = blend_report(
         [np.load(out.parent / f"valid_logits_seed{s}.npy") for s in range(2)],
         valid.answers,

@@ -53,6 +53,7 @@ def test_four_option_fixture_file(tmp_path):
     q = read_questions(write_questions(tmp_path / "q.csv", 6, letters="ABCD"), require_answer=True)
     assert q.letters == tuple("ABCD") and len(q) == 6
     assert all(len(opts) == 4 for opts in q.options)
+    assert q.answers is not None
     assert all(0 <= a < 4 for a in q.answers)
 
 
@@ -345,6 +346,7 @@ def test_fingerprint_follows_content_not_the_file(tmp_path):
 def test_head_takes_the_first_rows_of_every_field(tmp_path):
     q = read_questions(write_questions(tmp_path / "q.csv", 5, context=True))
     h = q.head(2)
+    assert q.contexts is not None and q.answers is not None
     assert h.ids == q.ids[:2] and h.prompts == q.prompts[:2] and h.options == q.options[:2]
     assert h.contexts == q.contexts[:2] and h.answers == q.answers[:2]
     assert h.letters == q.letters and h.source == q.source and len(h) == 2
@@ -367,6 +369,7 @@ def test_concat_joins_in_order(tmp_path):
     a = read_questions(write_questions(tmp_path / "a.csv", 3, seed=1))
     b = read_questions(write_questions(tmp_path / "b.csv", 2, seed=2))
     joined = concat_questions([a, b])
+    assert a.answers is not None and b.answers is not None
     assert joined.ids == a.ids + b.ids and joined.prompts == a.prompts + b.prompts
     assert joined.options == a.options + b.options and joined.answers == a.answers + b.answers
     assert joined.letters == a.letters and joined.contexts is None
@@ -381,6 +384,7 @@ def test_concat_of_one_part_is_that_part(tmp_path):
 def test_concat_fills_missing_contexts_with_blanks(tmp_path):
     a = read_questions(write_questions(tmp_path / "a.csv", 2, seed=1, context=True))
     b = read_questions(write_questions(tmp_path / "b.csv", 1, seed=2))
+    assert a.contexts is not None
     assert concat_questions([a, b]).contexts == a.contexts + [""]
 
 
@@ -430,6 +434,7 @@ def test_real_500_validation_file(caplog):
     empty = [(i, j) for i, opts in enumerate(q.options) for j, text in enumerate(opts) if text == ""]
     assert len(empty) == 1
     assert any("1 empty option" in r.getMessage() for r in caplog.records)
+    assert q.answers is not None
     assert all(0 <= a < 5 and q.options[i][a] for i, a in enumerate(q.answers))
 
     raw = raw_frame(path)
@@ -448,6 +453,7 @@ def test_real_6k_training_file_gets_ids_and_keeps_literal_none(caplog):
         q = read_questions(path, require_answer=True)
     assert len(q) == 6000 and q.letters == tuple("ABCDE")
     assert q.ids == [str(i) for i in range(6000)]
+    assert q.answers is not None
     assert all(0 <= a < 5 and q.options[i][a] for i, a in enumerate(q.answers))
     # pandas reads some cells as NaN; they hold the text "None" and must stay real options
     guessed = pd.read_csv(path)

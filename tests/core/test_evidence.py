@@ -87,7 +87,9 @@ def test_the_evidence_reader_writes_a_submission_with_no_model(context_file, tmp
     printed = capsys.readouterr().out
     sub = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert len(sub) == 30 and all(len(set(p.split())) == 3 for p in sub["prediction"])
-    lexical = float(re.search(r"MAP@3 lexical: ([0-9.]+)", printed).group(1))
+    found = re.search(r"MAP@3 lexical: ([0-9.]+)", printed)
+    assert found is not None
+    lexical = float(found.group(1))
     assert lexical > 0.6  # chance is 0.37 on five options
     assert "no model (evidence scores)" in printed
     assert {p.name for p in out.parent.iterdir()} == {

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 from conftest import write_questions
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedModel
 from transformers.activations import ACT2FN
 
 from mcq.core import features
@@ -46,7 +46,8 @@ def pieces(tokenizer, ids):
     """Decoded ids split at [SEP], without [CLS]: the segments of one pair as word lists."""
     tokens = tokenizer.decode(ids).split()
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
-    out, current = [], []
+    out: list[list[str]] = []
+    current: list[str] = []
     for t in tokens[1:]:
         if t == "[SEP]":
             out.append(current)
@@ -141,6 +142,7 @@ def test_context_first_pair_is_context_then_prompt_then_option(tokenizer):
 def test_context_first_from_a_question_file(tmp_path, tokenizer):
     """Questions read from a file with a context column are laid out context first, every one of them."""
     qs = read_questions(write_questions(tmp_path / "q.csv", 4, seed=5, context=True))
+    assert qs.contexts is not None
     feats = encode(qs, tokenizer, max_length=256, reader=CONTEXT_FIRST)
     for i in range(len(qs)):
         for ids, option in zip(feats[i]["input_ids"], qs.options[i]):
@@ -225,6 +227,7 @@ def test_legacy_layout_is_the_default_and_the_old_pairing(request, tmp_path, mod
     legacy = encode(qs, tok, max_length=max_length, reader=ReaderSettings.legacy())
     assert legacy["input_ids"] == default["input_ids"]
     assert legacy["attention_mask"] == default["attention_mask"]
+    assert qs.contexts is not None
     firsts = [f"{p} {tok.sep_token} {c}" for p, c in zip(qs.prompts, qs.contexts) for _ in qs.letters]
     old = tok(firsts, [o for opts in qs.options for o in opts], truncation="only_first", max_length=max_length)
     flat = [ids for group in legacy["input_ids"] for ids in group]
@@ -361,6 +364,7 @@ def test_mean_pooling_changes_the_logits(request, arch):
 def test_mean_pooling_ignores_padding(request, arch):
     """Padding (attention_mask 0) added to a batch leaves every question's logits as they were alone."""
     model = use_pooling(load(request, arch), "mean")
+    assert isinstance(model, PreTrainedModel)
     lengths = [10, 6]
     ids, mask = batch(model.config.vocab_size, lengths, pad_to=15)
     padded = logits(model, ids, mask)
@@ -422,7 +426,8 @@ def test_unknown_pooling_is_a_config_error(tiny_bert):
 
 def test_mean_pooling_without_a_pooler_is_a_config_error(tiny_bert):
     model = load_multiple_choice(str(tiny_bert))
-    model.bert.pooler = None
+    assert isinstance(model.bert, torch.nn.Module)
+    model.bert.register_module("pooler", None)  # = None; torch types __setattr__'s value as Tensor | Module
     with pytest.raises(ConfigError, match="no pooler"):
         use_pooling(model, "mean")
 

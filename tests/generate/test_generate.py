@@ -123,7 +123,7 @@ def examples_csv(tmp_path) -> Path:
 def passages_dir(tmp_path) -> Path:
     folder = tmp_path / "passages"
     folder.mkdir()
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for i, mode in enumerate(MODES):
         counts[mode] += 1
         text = f"[[{mode}-{counts[mode]}]] A passage about science fact {i} for the {mode} case."
@@ -466,18 +466,24 @@ def test_parse_reply_forms():
             parse_reply(bad)
 
 
+def problem(found: str | None) -> str:
+    """The problem a check reported; None (no problem) fails the test."""
+    assert found is not None
+    return found
+
+
 def test_check_question_and_lengths():
     good = Candidate("What is 2+2?", ("3", "4", "5", "6", "7"), 1)
     assert check_question(good) is None
-    assert "option C is empty" in check_question(Candidate("Q?", ("3", "4", "", "6", "7"), 1))
-    assert "B and D" in check_question(Candidate("Q?", ("3", "Four", "5", "four.", "7"), 1))
+    assert "option C is empty" in problem(check_question(Candidate("Q?", ("3", "4", "", "6", "7"), 1)))
+    assert "B and D" in problem(check_question(Candidate("Q?", ("3", "Four", "5", "four.", "7"), 1)))
     for signs in (("+1/2", "-1/2"), ("10^3 m", "10^-3 m"), ("x > 0", "x < 0"), ("H+", "H-")):
         assert check_question(Candidate("Q?", (*signs, "5", "6", "7"), 1)) is None, signs  # different answers
-    assert "answer" in check_question(Candidate("Q?", ("3", "4", "5", "6", "7"), None))
-    assert "4 options" in check_question(Candidate("Q?", ("3", "4", "5", "6"), 1))
+    assert "answer" in problem(check_question(Candidate("Q?", ("3", "4", "5", "6", "7"), None)))
+    assert "4 options" in problem(check_question(Candidate("Q?", ("3", "4", "5", "6"), 1)))
     assert check_lengths(good, 5, 100, 1, 10) is None
-    assert "prompt" in check_lengths(good, 20, 100, 1, 10)
-    assert "option A" in check_lengths(good, 5, 100, 2, 10)
+    assert "prompt" in problem(check_lengths(good, 20, 100, 1, 10))
+    assert "option A" in problem(check_lengths(good, 5, 100, 2, 10))
 
 
 def test_parse_letter():
@@ -503,6 +509,7 @@ def test_balance_keeps_letters_within_one_and_the_key_correct():
     for i in range(103):
         c = Candidate(f"q{i}", ("right", "w1", "w2", "w3", "w4"), 0)
         placed = place_answer(c, next_key_position(counts, rng), rng)
+        assert placed.answer is not None
         assert placed.options[placed.answer] == "right" and sorted(placed.options) == sorted(c.options)
         counts[placed.answer] += 1
         assert max(counts) - min(counts) <= 1

@@ -187,8 +187,10 @@ def test_parallel_loads_leave_the_default_dtype_alone(models):
 
     for _ in range(5):
         threads = [threading.Thread(target=from_pretrained, args=(m, torch.float16)) for m in models * 2]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         assert torch.get_default_dtype() == torch.float32
 
 

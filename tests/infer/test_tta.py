@@ -1,5 +1,7 @@
 """Option-rotation TTA: hand-checked rotations and averages, empties kept last, bad N refused, end to end."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,7 +34,7 @@ def questions_of(options, answers=None, contexts=None) -> Questions:
     )
 
 
-def position_biased_scores(questions: Questions, content: dict, bias: list[float]) -> np.ndarray:
+def position_biased_scores(questions: Questions, content: dict, bias: Sequence[float]) -> np.ndarray:
     """A stand-in model that prefers some positions: score = content[option text] + bias[position]."""
     return np.array([[content[text] + bias[j] for j, text in enumerate(opts)] for opts in questions.options])
 
@@ -165,6 +167,7 @@ def test_one_rotation_is_todays_inference_and_all_rotations_ignore_the_option_or
     moved = rotate_file(valid, tmp_path / "moved.csv")
     a = read_questions(valid)
     b = read_questions(moved)
+    assert a.answers is not None and b.answers is not None
     assert b.options[0] == a.options[0][1:] + a.options[0][:1] and [
         b.options[i][x] for i, x in enumerate(b.answers)
     ] == [a.options[i][x] for i, x in enumerate(a.answers)]

@@ -584,23 +584,28 @@ def test_credentials_are_found_where_the_cli_looks(tmp_path):
     home.mkdir()
     assert find_credentials({}, home) is None
     creds = find_credentials({"KAGGLE_API_TOKEN": TOKEN}, home)
+    assert creds is not None
     assert creds.source == "KAGGLE_API_TOKEN" and creds.username is None and TOKEN in creds.secrets
     assert TOKEN not in repr(creds)
     (home / ".config" / "kaggle").mkdir(parents=True)
     (home / ".config" / "kaggle" / "kaggle.json").write_text(json.dumps({"username": "carol", "key": SECRET}))
     creds = find_credentials({}, home)
+    assert creds is not None
     assert (
         creds.username == "carol" and creds.source.endswith(".config/kaggle/kaggle.json") and SECRET in creds.secrets
     )
     (home / ".kaggle").mkdir()  # ~/.kaggle, once it exists, is where the CLI reads kaggle.json
     assert find_credentials({}, home) is None
     (home / ".kaggle" / "access_token").write_text(TOKEN + "\n")
-    assert find_credentials({}, home).secrets[0] == TOKEN
+    creds = find_credentials({}, home)
+    assert creds is not None and creds.secrets[0] == TOKEN
     cfg = tmp_path / "cfg"
     cfg.mkdir()
     (cfg / "kaggle.json").write_text(json.dumps({"username": "dave", "key": SECRET}))
-    assert find_credentials({"KAGGLE_CONFIG_DIR": str(cfg)}, tmp_path / "nohome").username == "dave"
-    assert find_credentials({"KAGGLE_USERNAME": "erin", "KAGGLE_KEY": SECRET}, tmp_path / "nohome").username == "erin"
+    creds = find_credentials({"KAGGLE_CONFIG_DIR": str(cfg)}, tmp_path / "nohome")
+    assert creds is not None and creds.username == "dave"
+    creds = find_credentials({"KAGGLE_USERNAME": "erin", "KAGGLE_KEY": SECRET}, tmp_path / "nohome")
+    assert creds is not None and creds.username == "erin"
     assert redact(f"x {SECRET} y", [SECRET]) == "x *** y"
 
 
@@ -703,8 +708,14 @@ def test_kernel_status_and_submissions_are_read_from_the_cli_output():
         "4,submission.csv,2026-01-01 00:00:00,b,SubmissionStatus.COMPLETE,0.7,0.69\n"
     )
     rows = parse_submissions(text)
-    assert newest_submission(rows)["ref"] == "5" and newest_submission(rows, "b")["ref"] == "4"
-    assert newest_submission(rows, "b", ref="5")["ref"] == "5" and newest_submission(rows, ref="6") is None
+    newest, newest_b, by_ref = (
+        newest_submission(rows),
+        newest_submission(rows, "b"),
+        newest_submission(rows, "b", ref="5"),
+    )
+    assert newest is not None and newest_b is not None and by_ref is not None
+    assert newest["ref"] == "5" and newest_b["ref"] == "4"
+    assert by_ref["ref"] == "5" and newest_submission(rows, ref="6") is None
     assert newest_submission(rows, "c") is None  # never another submission instead of ours
     assert parse_submissions("No submissions found\n") == []
 
@@ -714,6 +725,7 @@ def test_kernel_status_and_submissions_are_read_from_the_cli_output():
 
 def load_kernel_module():
     spec = importlib.util.spec_from_file_location("llmse_kernel", KERNEL)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

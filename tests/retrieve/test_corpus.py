@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ from mcq.errors import RetrievalError
 from mcq.retrieve.corpus import Passage, corpus_files, passages, read_articles
 from mcq.retrieve.settings import PassageSettings
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"id": 1, "title": "Volcano", "text": 'Magma rises through the crust, and erupts as "lava".'},
     {"id": 2, "title": "Photosynthesis", "text": "Plants turn sunlight, water and carbon dioxide into sugar."},
     {"id": 3, "title": "Jupiter", "text": "Jupiter is the largest planet of the solar system."},

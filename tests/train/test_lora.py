@@ -7,6 +7,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,7 +43,8 @@ def wrapped(folder: Path, **kw):
     return lora.wrap_lora(load_multiple_choice(str(folder)), lora_cfg(**kw))
 
 
-TUNING = lora.LoraTuning(None)  # what the tests ask of it (freezing, groups, the head) needs no settings
+# what the tests ask of it (freezing, groups, the head) needs no settings
+TUNING = lora.LoraTuning(None)  # type: ignore[arg-type]  # deliberately no TrainConfig
 
 
 def batch(folder: Path, questions: Path, n: int = 6) -> dict:
@@ -193,7 +195,7 @@ def lora_run(tiny_deberta, tmp_path_factory):
     cfg = tiny_config(
         tiny_deberta, files, folder / "run", seeds=[0], peft="lora", lora_r=4, lora_alpha=8, lr=2e-2, head_steps=2
     )
-    seen = {}
+    seen: dict[str, Any] = {}
     real_merge = lora.merge_for_export
 
     def merge_after_scoring(model):

@@ -250,7 +250,7 @@ def test_context_source_picks_the_files_column_none_or_the_index(open_run, tmp_p
     own, _, meta = retrieve_for_run(dataclasses.replace(cfg, context_source="file"), layout, gold, None)
     assert own.contexts == gold.contexts and meta is None
     retrieved, _, meta = retrieve_for_run(cfg, layout, gold, None)
-    assert retrieved.contexts != gold.contexts and meta["k"] == 2
+    assert retrieved.contexts != gold.contexts and meta is not None and meta["k"] == 2
     plain = read_questions(write_questions(tmp_path / "plain.csv", 4, seed=8))
     with pytest.raises(ConfigError, match="context_source file: .* has no context column"):
         retrieve_for_run(dataclasses.replace(cfg, context_source="file"), layout, plain, None)

@@ -141,7 +141,9 @@ def test_resume_with_other_validation_questions_rescores_finished_seeds(three_se
     assert caplog.text.count("the validation questions changed since it was scored") == 3
     fresh = run_inference(
         InferConfig(
-            models=[str(Path(cfg.output_dir) / "models")], test=str(other), out=str(tmp_path / "inf" / "submission.csv")
+            models=[str(Path(cfg.output_dir) / "models")],
+            test=str(other),
+            out=str(tmp_path / "inf" / "submission.csv"),
         )
     )
     assert report["ensemble_valid_map3"] == pytest.approx(fresh.map3["ensemble"])
