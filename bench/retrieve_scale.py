@@ -159,7 +159,7 @@ def one_size(path: Path, phase: str) -> dict:
     queries = [" ".join(rng.choice(t.split(), size=40)) for t in sample]
     searcher = index.searchers["bm25"]
     figures = {"load_s": load_s}
-    for terms in (0, 16) if hasattr(searcher, "query_terms") else (0,):
+    for terms in (0, 24) if hasattr(searcher, "query_terms") else (0,):
         if terms:
             searcher.query_terms = terms
         start = time.perf_counter()
@@ -248,13 +248,13 @@ def baselines(figures: dict, before: Path | None) -> None:
 def print_sizes(figures: dict, codes: dict) -> None:
     print(
         "\n| passages | code | build s | of which read+split s | build peak RSS GiB | index GiB | load s | "
-        "ms/query | ms/query, 16 rarest words | search peak RSS GiB |"
+        "ms/query | ms/query, 24 rarest words | search peak RSS GiB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in figures["sizes"]:
         for name in codes:
             f = row[name]
-            pruned = f"{f['query_ms_16']:.2f}" if "query_ms_16" in f else "-"
+            pruned = f"{f['query_ms_24']:.2f}" if "query_ms_24" in f else "-"
             print(
                 f"| {f['passages']:,} | {name} | {f['build_s']:.1f} | {f['read_s']:.1f} | {f['rss'] / GIB:.2f} | "
                 f"{f['disk'] / GIB:.3f} | {f['load_s']:.2f} | {f['query_ms_0']:.2f} | {pruned} | "
@@ -275,7 +275,7 @@ def print_sizes(figures: dict, codes: dict) -> None:
             slope = (b[key] - a[key]) / (b["passages"] - a["passages"])
             return b[key] + slope * (TARGET - b["passages"])
 
-        per_q = {t: at(f"query_ms_{t}") for t in (0, 16) if f"query_ms_{t}" in b}
+        per_q = {t: at(f"query_ms_{t}") for t in (0, 24) if f"query_ms_{t}" in b}
         figures.setdefault("projection", {})[name] = {"build_h": at("build_s") / 3600, "rss_gib": at("rss") / GIB,
                                                       "disk_gib": at("disk") / GIB, "query_ms": per_q}  # fmt: skip
         minutes = ", ".join(f"{ms * 4000 / 60000:.1f} min ({'all words' if t == 0 else f'{t} rarest'})"

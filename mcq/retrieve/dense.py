@@ -209,7 +209,7 @@ class DenseBuilder:
         return {"kind": kind, "dim": int(dim), "embedder": self.embedder, "nprobe": self.nprobe}
 
 
-TRAIN_SAMPLE = 256  # IVF-PQ trains on at most this many vectors per list (faiss's own ceiling), sampled evenly
+TRAIN_SAMPLE = 64  # IVF-PQ trains on this many vectors per list (faiss wants 39 at least), a seeded sample
 ADD_CHUNK = 100_000  # vectors handed to faiss at a time (a copy of one chunk in memory, not of all)
 
 
