@@ -2,9 +2,9 @@
 
 (a) Synthetic vectors, no text to embed: n points on the 384-d unit sphere around 2,000 centres (a corpus has
     topics; each point ~0.6 from its centre), queries are corpus points moved ~0.2: a hard test of neighbour
-    recall (a cluster's members sit at nearly equal distances). For each size: the build time and peak RSS of mcq's IVF-PQ
-    (trained on a sample, filled from a memory-mapped file), its size on disk, ms per query, and its recall@5
-    relative to flat (the share of flat's top 5 it finds), at several nprobe.
+    recall (a cluster's members sit at nearly equal distances). For each size: the build time and peak RSS of
+    mcq's IVF-PQ (trained on a sample, filled from a memory-mapped file), its size on disk, ms per query, and its
+    recall@5 relative to flat (the share of flat's top 5 it finds), at several nprobe.
 (b) stem1k: the 1,000 contexts' passages embedded by all-MiniLM-L6-v2, the questions as queries; hit@5 (the
     question's own passage in the top 5) of IVF-PQ against flat.
 Then a projection to 6M passages and 4,000 questions.
