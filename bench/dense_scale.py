@@ -70,7 +70,7 @@ def one_size(path: Path, n: int, n_queries: int) -> dict:
     start = time.perf_counter()
     _, exact = flat.search(queries, 5)
     flat_ms = (time.perf_counter() - start) * 1000 / n_queries
-    row = {"n": n, "build_s": build_s, "build_rss": build_rss, "bytes": out.stat().st_size, "flat_ms": flat_ms}
+    row: dict = {"n": n, "build_s": build_s, "build_rss": build_rss, "bytes": out.stat().st_size, "flat_ms": flat_ms}
     for nprobe in NPROBES:
         index.nprobe = nprobe
         start = time.perf_counter()
