@@ -204,3 +204,26 @@ def tiny_config(model, files, out, **kw):
     )
     values.update(kw)
     return TrainConfig(**values)
+
+
+def one_question(prompt, options, context=None, answer=0):
+    """A one-question set in memory (file name "mem", id q1)."""
+    from mcq.core.data import Questions
+
+    return Questions(
+        "mem",
+        ["q1"],
+        [prompt],
+        [options],
+        tuple("ABCDE"[: len(options)]),
+        None if context is None else [context],
+        [answer],
+    )
+
+
+@pytest.fixture
+def tokenizer(tiny_bert):
+    """The tiny BERT's tokenizer (WordPiece over our own vocabulary)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_bert)

@@ -3,29 +3,12 @@
 import logging
 
 import pytest
-from transformers import AutoTokenizer
+from conftest import one_question
 
 from mcq.core.batching import pad_to
 from mcq.core.data import Questions
 from mcq.core.features import MultipleChoiceCollator, encode
 from mcq.errors import DataError
-
-
-def one_question(prompt, options, context=None, answer=0):
-    return Questions(
-        "mem",
-        ["q1"],
-        [prompt],
-        [options],
-        tuple("ABCDE"[: len(options)]),
-        None if context is None else [context],
-        [answer],
-    )
-
-
-@pytest.fixture
-def tokenizer(tiny_bert):
-    return AutoTokenizer.from_pretrained(tiny_bert)
 
 
 def decoded(tokenizer, ids):

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import torch
-from conftest import write_questions
+from conftest import one_question, write_questions
 from transformers import AutoTokenizer, PreTrainedModel
 from transformers.activations import ACT2FN
 
@@ -18,23 +18,6 @@ from mcq.errors import ConfigError
 
 CONTEXT_FIRST = ReaderSettings("context-first", "cls", "none")
 LEXICAL = ReaderSettings("context-first", "cls", "lexical")
-
-
-def one_question(prompt, options, context=None, answer=0):
-    return Questions(
-        "mem",
-        ["q1"],
-        [prompt],
-        [options],
-        tuple("ABCDE"[: len(options)]),
-        None if context is None else [context],
-        [answer],
-    )
-
-
-@pytest.fixture
-def tokenizer(tiny_bert):
-    return AutoTokenizer.from_pretrained(tiny_bert)
 
 
 def words(tokenizer, text):

@@ -93,15 +93,21 @@ def test_a_blend_for_other_models_is_refused_before_any_model_loads(blend_run, t
     assert not out.parent.exists()
 
 
+def with_blend(folder, dest, **changes):
+    """A copy of the run's models whose recorded blend has these keys changed."""
+    shutil.copytree(folder / "run" / "models", dest)
+    for seed in ("seed0", "seed1"):
+        path = dest / seed / "mcq_model.json"
+        meta = json.loads(path.read_text())
+        meta["blend"] |= changes
+        path.write_text(json.dumps(meta))
+    return dest
+
+
 def test_a_blend_needing_an_embedder_the_index_lacks_is_one_line(blend_run, tmp_path, capsys):
     folder, cfg, _ = blend_run
-    models = tmp_path / "models"
-    shutil.copytree(folder / "run" / "models", models)
-    for seed in ("seed0", "seed1"):
-        path = models / seed / "mcq_model.json"
-        meta = json.loads(path.read_text())
-        meta["blend"] |= {"members": ["models", "lexical", "dense"], "weights": [0.4, 0.3, 0.3], "embedder": "e5"}
-        path.write_text(json.dumps(meta))
+    dense = {"members": ["models", "lexical", "dense"], "weights": [0.4, 0.3, 0.3], "embedder": "e5"}
+    models = with_blend(folder, tmp_path / "models", **dense)
     argv = ["--models", str(models), "--test", cfg.valid, "--out", str(tmp_path / "o" / "s.csv"),
             "--index", str(folder / "index")]  # fmt: skip
     assert main_guard(lambda: infer_cli.main(argv)) == 2
@@ -111,13 +117,7 @@ def test_a_blend_needing_an_embedder_the_index_lacks_is_one_line(blend_run, tmp_
 
 def test_a_damaged_blend_record_is_one_line(blend_run, tmp_path, capsys):
     folder, cfg, _ = blend_run
-    models = tmp_path / "models"
-    shutil.copytree(folder / "run" / "models", models)
-    for seed in ("seed0", "seed1"):
-        path = models / seed / "mcq_model.json"
-        meta = json.loads(path.read_text())
-        meta["blend"]["weights"] = [1.0]
-        path.write_text(json.dumps(meta))
+    models = with_blend(folder, tmp_path / "models", weights=[1.0])
     argv = ["--models", str(models), "--test", cfg.valid, "--out", str(tmp_path / "o" / "s.csv")]
     assert main_guard(lambda: infer_cli.main(argv)) == 2
     assert "its blend has 2 members and 1 weights" in capsys.readouterr().err
