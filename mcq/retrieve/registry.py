@@ -34,7 +34,7 @@ def _bm25_builder(settings, scratch, out, search):
 def _bm25_searcher(folder, search):
     from mcq.retrieve.sparse import BM25Searcher
 
-    return BM25Searcher(folder, search.query_terms)
+    return BM25Searcher(folder, search.query_terms, search.threads)
 
 
 def _tfidf_builder(settings, scratch, out, search):

@@ -71,12 +71,15 @@ class SearchSettings:
 
     nprobe: int = 16
     query_terms: int = 0
+    threads: int = 0  # BM25 queries scored at once (0: one per CPU core)
 
     def __post_init__(self):
         if self.nprobe < 1:
             raise RetrievalError(f"nprobe: need at least one IVF list per query, got {self.nprobe}")
         if self.query_terms < 0:
             raise RetrievalError(f"query terms: need 0 (all) or a positive count, got {self.query_terms}")
+        if self.threads < 0:
+            raise RetrievalError(f"threads: need 0 (one per CPU core) or a positive count, got {self.threads}")
 
 
 # What the evidence scores read per question, retrieved for them alone: k 3, 2,000 characters scored best

@@ -7,7 +7,9 @@ a searcher loads them (memory-mapped where the library allows) and returns the t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +74,7 @@ class BM25Searcher:
     With `query_terms` N > 0 only the query's N rarest words are looked up (a query is a prompt and five
     options: its common words cost the most and tell the least)."""
 
-    def __init__(self, folder: Path, query_terms: int = 0):
+    def __init__(self, folder: Path, query_terms: int = 0, threads: int = 0):
         bm25s = _bm25s()
         where = folder / BM25_DIR
         self.model = bm25s.BM25.load(str(where), mmap=True, show_progress=False)
@@ -81,20 +83,33 @@ class BM25Searcher:
         self.tokenizer.load_stopwords(str(where))
         self.n = int(self.model.scores["num_docs"])
         self.query_terms = query_terms
+        self.threads = threads or os.cpu_count() or 1
         indptr = np.asarray(self.model.scores["indptr"])
         self.df = np.diff(indptr)  # passages holding each word: rarest first when the query is pruned
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        tokens = self.tokenizer.streaming_tokenize(queries, update_vocab=False)
+        """The top k passages of each query; queries are scored in `threads` threads (NumPy's sorts and sums
+        release the GIL), results in query order."""
+        tokens = [
+            np.asarray(w, dtype=np.int64) for w in self.tokenizer.streaming_tokenize(queries, update_vocab=False)
+        ]
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        for row, words in enumerate(tokens):
-            found, score = self.score(np.asarray(words, dtype=np.int64))
+
+        def one(row: int) -> None:
+            found, score = self.score(tokens[row])
             if len(found):
                 best, top = top_k(score[None], k)
                 keep = best[0] >= 0
                 ids[row, : keep.sum()] = found[best[0][keep]]
                 scores[row, : keep.sum()] = top[0][keep]
+
+        if self.threads > 1 and len(queries) > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(one, range(len(queries))))
+        else:
+            for row in range(len(queries)):
+                one(row)
         return ids, scores
 
     def score(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -591,7 +591,7 @@ def test_search_settings_are_recorded_and_not_part_of_what_the_index_is(built, t
 
     _, corpus, manifests = built
     manifest = build_index([corpus], tmp_path / "ix", search=SearchSettings(nprobe=4, query_terms=3))
-    assert manifest["search"] == {"nprobe": 4, "query_terms": 3}
+    assert manifest["search"] == {"nprobe": 4, "query_terms": 3, "threads": 0}
     assert manifest["fingerprint"] == manifests["bm25"]["fingerprint"]
     assert open_index(tmp_path / "ix").searchers["bm25"].query_terms == 3
     with pytest.raises(RetrievalError, match="nprobe"):
@@ -614,3 +614,17 @@ def test_a_bm25_index_counts_the_evidence_words_from_its_own_matrix(tmp_path):
     assert saved.n == counted.n == len(index)
     kept = {w: c for w, c in counted.df.items() if c >= 2}
     assert kept and {w: saved.df.get(w) for w in kept} == kept
+
+
+def test_bm25_queries_scored_in_threads_give_what_one_thread_gives(tmp_path):
+    from conftest import sentences
+
+    from mcq.retrieve.settings import SearchSettings
+
+    pd.DataFrame({"text": sentences(300, seed=4, length=25)}).to_csv(tmp_path / "c.csv", index=False)
+    build_index([tmp_path / "c.csv"], tmp_path / "ix")
+    queries = sentences(40, seed=5, length=15)
+    one = open_index(tmp_path / "ix", search=SearchSettings(threads=1)).search(queries, 5)
+    four = open_index(tmp_path / "ix", search=SearchSettings(threads=4)).search(queries, 5)
+    np.testing.assert_array_equal(one[0], four[0])
+    np.testing.assert_array_equal(one[1], four[1])
