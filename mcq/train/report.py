@@ -65,7 +65,7 @@ def render_markdown(report: dict) -> str:
 def _wall(report: dict) -> str:
     """'812s', or for a resumed run '640s in all (75s in this process)': each seed's own time is counted."""
     total, here = report.get("total_wall_s", report["wall_s"]), report["wall_s"]
-    return f"{here:.0f}s" if abs(total - here) < 1 else f"{total:.0f}s in all ({here:.0f}s in this process)"
+    return f"{here:.0f}s" if not report.get("seeds_reused") else f"{total:.0f}s in all ({here:.0f}s in this process)"
 
 
 def _peft_line(cfg: dict) -> list[str]:

@@ -79,10 +79,12 @@ def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
         atomic_write_text(layout.config, json.dumps(dataclasses.asdict(cfg), indent=2))  # the data was good
     seeds = []
     training_s = 0.0  # seconds this process spent training seeds (each seed also records its own)
+    reused = 0  # seeds an earlier process exported
     for seed in cfg.seeds:
         done = finished_seed(layout, seed) if resume else None
         if done:
             log.info("seed %d: already exported to %s, not retrained", seed, done["export"])
+            reused += 1
         if done is None:
             advice = "free disk space, then run the same command with --resume (the seed continues from its last "
             begun = time.perf_counter()
@@ -98,6 +100,7 @@ def _run_training(cfg: TrainConfig, layout: RunLayout, resume: bool) -> dict:
         "top_lr": data.top_lr,
         "seeds": seeds,
         "wall_s": time.perf_counter() - start,
+        "seeds_reused": reused,
     }
     # a resumed run: the seeds trained by earlier processes count too (wall_s is this process's alone)
     report["total_wall_s"] = report["wall_s"] - training_s + sum(s.get("wall_s", 0.0) for s in seeds)
