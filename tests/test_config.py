@@ -43,3 +43,19 @@ def test_the_variants_file_and_train_py_report_it_in_one_line(tmp_path, capsys):
     rc = main_guard(lambda: train_cli.main(["--config", str(bad)]))
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and str(bad) in err and err.count("\n") == 1
+
+
+def test_every_shipped_config_loads_and_the_demo_reads_with_the_measured_reader():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    shipped = {p.name: load_config(TrainConfig, p) for p in root.glob("*.yaml") if p.name != "ablate-variants.yaml"}
+    assert {"demo.yaml", "deberta-v3-large.yaml", "minilm-llmse.yaml"} <= set(shipped)
+    demo = shipped["demo.yaml"]  # the combination that read best on stem1k (docs/BENCHMARKS.md, issue 22)
+    assert (demo.input_layout, demo.pooling, demo.context_select, demo.retrieve_k) == (
+        "context-first",
+        "mean",
+        "lexical",
+        3,
+    )
+    assert read_variants(root / "ablate-variants.yaml")
