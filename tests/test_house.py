@@ -24,7 +24,7 @@ COMMANDS = [
     "mcq.generate.cli",
     "mcq.retrieve.cli",
     "mcq.ablate.cli",
-    "mcq.core.blend",
+    "mcq.infer.blend",
 ]
 # exceptions raised and caught inside one module, never shown to a user
 INTERNAL_ERRORS = {"ReplyError", "RequestFailed", "_Retryable", "NetworkBlocked"}
@@ -42,7 +42,7 @@ def mcq_imports(path):
     return {n for n in names if n == "mcq" or n.startswith("mcq.")}
 
 
-SHARED = {"mcq", "mcq.errors", "mcq.io", "mcq.cli", "mcq.config", "mcq.secrets", "mcq.packages"}
+SHARED = {"mcq", "mcq.errors", "mcq.io", "mcq.table", "mcq.cli", "mcq.config", "mcq.secrets", "mcq.packages"}
 
 
 def test_core_imports_nothing_but_core_retrieval_and_the_shared_helpers():
