@@ -51,7 +51,7 @@ def build_index(
     search = search or SearchSettings()
     out = Path(out)
     _check_out(out)
-    corpus_files(corpus)  # a missing or unknown file fails now, before any progress bar or temp folder
+    files = corpus_files(corpus)  # a missing or unknown file fails now, before any progress bar or temp folder
     out.parent.mkdir(parents=True, exist_ok=True)
     advice = "wait for it to finish, or choose another --out"
     with folder_lock(out.parent / f".{out.name}.lock", "an index build", advice, target=out):
@@ -61,7 +61,7 @@ def build_index(
         tmp.mkdir(parents=True)
         kept = "the previous index is unchanged" if out.exists() else "no index was written"
         try:
-            with writes_to(out, f"{kept}. Free disk space (the index needs about twice the corpus) and build again"):
+            with writes_to(out, f"{kept}. {space_needed(files, out.parent)}, then build again"):
                 manifest = _build(corpus, tmp, settings, text_column, progress, out, search)
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
                 replace_dir(tmp, out)
@@ -70,6 +70,16 @@ def build_index(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return manifest
+
+
+def space_needed(files: Sequence[Path], where: Path) -> str:
+    """What a full disk should be told: the index needs about twice its corpus on disk while it is built."""
+    need = 2 * sum(f.stat().st_size for f in files)
+    free = shutil.disk_usage(where).free
+    return (
+        f"Free disk space: the index needs about {need / 2**30:.2f} GiB (twice its corpus), "
+        f"{free / 2**30:.2f} GiB is free on {where}"
+    )
 
 
 def _check_out(out: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -516,6 +517,17 @@ def test_a_full_disk_mid_build_keeps_the_previous_index_and_leaves_no_temporary_
                                           "index is unchanged"):  # fmt: skip
         build_index([corpus], out)
     assert open_index(out).fingerprint == before and [p.name for p in tmp_path.iterdir()] == ["ix"]
+
+
+def test_a_full_disk_is_told_how_much_space_the_index_needs_and_how_much_is_free(tmp_path):
+    from mcq.retrieve.index import space_needed
+
+    corpus = tmp_path / "c.csv"
+    corpus.write_bytes(b"x" * (3 * 2**20))  # 3 MiB of corpus: the build needs about 6 MiB = 0.01 GiB
+    said = space_needed([corpus], tmp_path)
+    free = float(re.search(r"([0-9.]+) GiB is free", said).group(1))
+    assert "needs about 0.01 GiB (twice its corpus)" in said and str(tmp_path) in said
+    assert abs(free - shutil.disk_usage(tmp_path).free / 2**30) < 0.05
 
 
 def test_a_build_killed_with_sigkill_is_cleaned_up_by_the_next_one(tmp_path):
