@@ -6,9 +6,7 @@ row and the column, and says what to do.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import string
@@ -18,12 +16,15 @@ from pathlib import Path
 import pandas as pd
 
 from mcq.errors import DataError
+from mcq.table import read_table
 
 log = logging.getLogger(__name__)
 
 # Option columns are single capital letters, contiguous from A (A-D for 4-option sets, A-E for LLMSE).
 OPTION_LETTERS = string.ascii_uppercase
 RESERVED = {"id", "prompt", "context", "answer"}
+# .txt is read as CSV and .json as an array of rows, as the question files of some Kaggle datasets are
+QUESTION_FORMATS = (".csv", ".tsv", ".parquet", ".jsonl", ".txt", ".json")
 
 
 @dataclass(frozen=True)
@@ -110,72 +111,19 @@ def read_questions(path: str | Path, require_answer: bool = False, lenient: bool
         raise DataError(f"{path}: is a folder, not a question file. Pass the file itself (e.g. {path}/train.csv).")
     if not path.is_file():
         raise DataError(f"{path}: no such file. Check the path (it is read relative to {Path.cwd()}).")
-    frame, rows = _read_table(path, lenient)
+    frame, rows = read_table(
+        path,
+        QUESTION_FORMATS,
+        DataError,
+        columns="id,prompt,A,B,C,D,E[,answer]",
+        bad_bytes=_warn_bad_bytes if lenient else None,
+    )
     return _canonical(frame, rows, str(path), require_answer, lenient)
 
 
-def _read_table(path: Path, lenient: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """Load the raw table as strings plus a human label for each row ('line 7', 'row 3')."""
-    suffix = path.suffix.lower()
-    if suffix in {".csv", ".tsv", ".txt"}:
-        return _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",", lenient=lenient)
-    if suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        return _as_strings(frame), [f"row {i + 1}" for i in range(len(frame))]
-    if suffix in {".jsonl", ".json"}:
-        try:
-            frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
-        except ValueError as err:
-            raise DataError(
-                f"{path}: not valid JSON{' Lines' if suffix == '.jsonl' else ''} ({err}). "
-                "Write one JSON object per line with keys prompt, A, B, ... (and answer for training)."
-            ) from err
-        return _as_strings(frame), [f"line {i + 1}" for i in range(len(frame))]
-    raise DataError(f"{path}: unknown file type '{suffix}'. Use .csv, .tsv, .parquet or .jsonl.")
-
-
-def _read_csv(path: Path, delimiter: str, lenient: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        message = f"{path}: line {line} is not UTF-8 (byte {err.start})"
-        if not lenient:
-            raise DataError(
-                f"{message}. Re-save the file as UTF-8 (e.g. pandas: df.to_csv(path, encoding='utf-8'))."
-            ) from err
-        log.warning("%s; such bytes are read as U+FFFD so every question is still scored", message)
-        text = raw.decode("utf-8-sig", errors="replace")
-    if not text.strip():
-        raise DataError(
-            f"{path}: the file is empty. It needs a header row (id,prompt,A,B,C,D,E[,answer]) and questions."
-        )
-    # the csv module refuses a cell over 131,072 characters by default; retrieved context can be longer
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-        records, labels = [], []
-        for record in reader:
-            if not any(cell.strip() for cell in record):
-                continue  # blank line, e.g. a trailing CRLF
-            if len(record) != len(header):
-                raise DataError(
-                    f"{path}: line {reader.line_num} has {len(record)} fields but the header has "
-                    f"{len(header)}. Quote fields that contain '{delimiter}' or line breaks, or fix the row."
-                )
-            records.append([cell.replace("\r\n", "\n") for cell in record])
-            labels.append(f"line {reader.line_num}")
-    except csv.Error as err:
-        raise DataError(f"{path}: line {reader.line_num} is malformed CSV ({err}). Check its quotes.") from err
-    return pd.DataFrame(records, columns=header, dtype=str), labels
-
-
-def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cells as str with missing values as '' (the CSV reader keeps them as '' already)."""
-    frame = frame.rename(columns=lambda c: str(c).strip())
-    return frame.astype(object).where(frame.notna(), "").map(lambda v: v if isinstance(v, str) else str(v))
+def _warn_bad_bytes(where: str) -> None:
+    """Inference reads a file with bytes that are not UTF-8 anyway: the hidden test must be scored."""
+    log.warning("%s; such bytes are read as U+FFFD so every question is still scored", where)
 
 
 def _canonical(frame: pd.DataFrame, rows: list[str], source: str, require_answer: bool, lenient: bool) -> Questions:

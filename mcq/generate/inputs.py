@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from mcq.core.data import Questions
 from mcq.errors import ConfigError, DataError
 from mcq.generate.checks import LETTERS
+from mcq.table import read_table
 
 # The tool's logger name (`python -m mcq.generate`): the one users see in its output and filter on.
 log = logging.getLogger("mcq.generate")
@@ -22,6 +21,7 @@ log = logging.getLogger("mcq.generate")
 PROMPTS = Path(__file__).parent / "prompts"
 GENERATE_FIELDS = frozenset({"examples", "passage", "source", "number", "n", "letters"})
 VERIFY_FIELDS = frozenset({"question", "options", "letters", "passage", "source"})
+PASSAGE_TABLES = (".csv", ".parquet", ".jsonl")  # besides .txt files and folders of them
 
 
 @dataclass(frozen=True)
@@ -68,23 +68,18 @@ def _read_text(path: Path) -> str:
 
 
 def _table_passages(path: Path) -> list[Passage]:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    elif suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif suffix == ".jsonl":
-        frame = pd.read_json(path, lines=True, dtype=False)
-    else:
+    """One passage per row of a table, from its 'text' (or else 'context') column."""
+    if path.suffix.lower() not in PASSAGE_TABLES:
         raise DataError(
-            f"{path}: unknown passage file type '{suffix}'. Use .txt, a folder of .txt, .csv, .parquet or .jsonl."
+            f"{path}: unknown passage file type '{path.suffix}'. Use .txt, a folder of .txt, .csv, .parquet or .jsonl."
         )
+    frame = read_table(path, PASSAGE_TABLES, DataError, what="passage file type", columns="text or context").frame
     column = next((c for c in ("text", "context") if c in frame.columns), None)
     if column is None:
         raise DataError(
             f"{path}: no 'text' or 'context' column (columns are {list(frame.columns)}). Rename the passage column."
         )
-    texts = frame[column].fillna("").astype(str).str.strip().tolist()
+    texts = frame[column].str.strip().tolist()
     return [Passage(f"{path.name}:row {i + 1}", t) for i, t in enumerate(texts)]
 
 

@@ -7,7 +7,6 @@ file, the row (data rows counted from 1, the header not counted) and the column.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,14 +15,15 @@ from pathlib import Path
 from mcq.errors import RetrievalError
 from mcq.retrieve.settings import PassageSettings
 from mcq.retrieve.split import split_article
+from mcq.table import stream_table, table_format
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".ndjson")
+SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson")
 TEXT_COLUMNS = ("text", "passage", "content", "context", "body", "paragraph", "article")
 TITLE_COLUMNS = ("title", "page_title", "section")
 ID_COLUMNS = ("id", "doc_id", "article_id", "page_id")
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 20_000  # rows read at a time
 
 
 @dataclass(frozen=True)
@@ -52,39 +52,31 @@ def corpus_files(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) in SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
             if not found:
                 raise RetrievalError(f"{path}: no corpus file in this folder (looked for {', '.join(SUFFIXES)})")
             files.extend(found)
         elif path.is_file():
-            if _suffix(path) not in SUFFIXES:
-                raise RetrievalError(
-                    f"{path}: unknown corpus format '{path.suffix}'; use one of {', '.join(SUFFIXES)}"
-                )
+            table_format(path, SUFFIXES, RetrievalError, "corpus format")
             files.append(path)
         else:
             raise RetrievalError(f"{path}: no such corpus file or folder")
     return files
 
 
-def _suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    return ".parquet" if suffix == ".pq" else suffix
-
-
 def read_articles(path: Path, text_column: str | None = None) -> Iterator[Article]:
     """One Article per row of one file, in file order; rows with empty text are skipped (and counted)."""
-    chunks = _chunks(path)
+    chunks = stream_table(path, SUFFIXES, RetrievalError, rows=CHUNK_ROWS, what="corpus format")
     first = next(chunks, None)
     if first is None:
         return
-    names, columns = first[0], _columns(path, first[0], text_column)
+    names, columns = first.header, _columns(path, first.header, text_column)
     empty = 0
-    for chunk_names, rows, start in _chain(first, chunks):
-        if chunk_names != names:  # JSON lines: a key first met in a later chunk (a title, an id)
-            names, columns = chunk_names, _columns(path, chunk_names, columns["text"])
-        for offset, record in enumerate(rows):
-            row = start + offset
+    for chunk in _chain(first, chunks):
+        if chunk.header != names:  # JSON lines: a key first met in a later chunk (a title, an id)
+            names, columns = chunk.header, _columns(path, chunk.header, columns["text"])
+        for offset, record in enumerate(chunk.rows):
+            row = chunk.start + offset
             if record and columns["text"] not in record:
                 _other_text_key(path, row, record, columns["text"])
             text = _cell(record.get(columns["text"]), path, row, columns["text"])
@@ -143,78 +135,6 @@ def _cell(value, path: Path, row: int, column: str | None) -> str:
     raise RetrievalError(
         f"{path}: row {row}, column '{column}': expected text, got {type(value).__name__} {str(value)[:60]!r}"
     )
-
-
-def _chunks(path: Path) -> Iterator[tuple[list[str], list[dict], int]]:
-    """(column names, rows as dicts, number of the first row) in chunks of CHUNK_ROWS, whatever the format."""
-    suffix = _suffix(path)
-    try:
-        if suffix in (".csv", ".tsv"):
-            yield from _csv_chunks(path, "\t" if suffix == ".tsv" else ",")
-        elif suffix == ".parquet":
-            yield from _parquet_chunks(path)
-        else:
-            yield from _jsonl_chunks(path)
-    except UnicodeDecodeError as err:
-        raise RetrievalError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
-
-
-def _csv_chunks(path: Path, sep: str) -> Iterator[tuple[list[str], list[dict], int]]:
-    import pandas as pd
-
-    try:
-        reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS)
-        start = 1
-        for frame in reader:
-            yield [str(c) for c in frame.columns], frame.to_dict("records"), start
-            start += len(frame)
-    except pd.errors.EmptyDataError as err:
-        raise RetrievalError(f"{path}: the file is empty (no header row)") from err
-    except pd.errors.ParserError as err:
-        raise RetrievalError(f"{path}: cannot be read as {'TSV' if sep == chr(9) else 'CSV'}: {err}") from err
-
-
-def _parquet_chunks(path: Path) -> Iterator[tuple[list[str], list[dict], int]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise RetrievalError(f"{path}: not a readable Parquet file ({err})") from err
-    names = list(table.schema_arrow.names)
-    start = 1
-    for batch in table.iter_batches(batch_size=CHUNK_ROWS):
-        rows = batch.to_pylist()
-        yield names, rows, start
-        start += len(rows)
-
-
-def _jsonl_chunks(path: Path) -> Iterator[tuple[list[str], list[dict], int]]:
-    """JSON lines: the columns are the keys of all rows read so far (a key may be missing from a row)."""
-    rows: list[dict] = []
-    names: dict[str, None] = {}
-    start = 1
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                rows.append({})  # a blank line keeps its number, so rows stay line numbers
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RetrievalError(f"{path}: row {number}: not JSON ({err.msg} at column {err.colno})") from err
-            if not isinstance(record, dict):
-                raise RetrievalError(
-                    f"{path}: row {number}: expected a JSON object per line, got {type(record).__name__}"
-                )
-            rows.append(record)
-            names |= dict.fromkeys(record)
-            if len(rows) >= CHUNK_ROWS:
-                yield list(names), rows, start
-                start, rows = number + 1, []
-    if rows:
-        yield list(names), rows, start
 
 
 def passages(

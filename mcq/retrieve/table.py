@@ -8,42 +8,30 @@ from pathlib import Path
 
 import pandas as pd
 
+import mcq.table
 from mcq.errors import RetrievalError
 from mcq.io import atomic_write
 
 FORMATS = (".csv", ".tsv", ".parquet", ".jsonl")
 
 
-def _format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise RetrievalError(f"{path}: unknown question file format '{path.suffix}'; use one of {', '.join(FORMATS)}")
-    return suffix
-
-
 def read_table(path: str | Path) -> pd.DataFrame:
+    """The question table whole, Parquet and JSON values with their types, so it is written back as it was."""
     path = Path(path)
-    suffix = _format(path)
+    mcq.table.table_format(path, FORMATS, RetrievalError, "question file format")
     if not path.is_file():
         raise RetrievalError(f"{path}: no such question file")
-    try:
-        if suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_json(path, lines=True, dtype=False)
-    except (ValueError, pd.errors.ParserError, OSError) as err:
-        raise RetrievalError(f"{path}: cannot be read as a {suffix[1:].upper()} question file: {err}") from err
+    return mcq.table.read_table(path, FORMATS, RetrievalError, what="question file format", typed=True).frame
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
-    suffix = _format(path)
+    fmt = mcq.table.table_format(path, FORMATS, RetrievalError, "question file format")
 
     def write(tmp: Path) -> None:
-        if suffix in (".csv", ".tsv"):
-            frame.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False)
-        elif suffix == ".parquet":
+        if fmt in ("csv", "tsv"):
+            frame.to_csv(tmp, sep="\t" if fmt == "tsv" else ",", index=False)
+        elif fmt == "parquet":
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
