@@ -257,7 +257,7 @@ def _parquet_rows(path: Path, header: list[str], error: type[Exception]) -> Iter
     import pyarrow.parquet as pq
 
     try:
-        table = pq.ParquetFile(path)
+        table = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)  # column chunks streamed, not whole
         header.extend(table.schema_arrow.names)
         number = 0
         for batch in table.iter_batches(batch_size=PARQUET_BATCH):

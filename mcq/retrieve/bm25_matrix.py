@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 K1, B = 1.5, 0.75  # bm25s' defaults (method lucene)
-CHUNK_TOKENS = 8_000_000  # token ids per pass step (32 MB of int32, a few hundred MB of temporaries)
+CHUNK_TOKENS = 2_000_000  # token ids per pass step (8 MB of int32, ~150 MB of temporaries)
 
 
 class TokenSpool:
@@ -31,13 +31,22 @@ class TokenSpool:
         self.handle.write(np.asarray(ids, dtype=np.int32).tobytes())
         self.lengths.append(len(ids))
 
-    def close(self) -> tuple[np.ndarray, np.ndarray]:
-        """(all token ids, memory-mapped; passage lengths)."""
+    def close(self) -> tuple[SpooledTokens, np.ndarray]:
+        """(all token ids, read from the file a slice at a time; passage lengths)."""
         self.handle.close()
-        lengths = np.asarray(self.lengths, dtype=np.int64)
-        if not lengths.sum():
-            return np.zeros(0, dtype=np.int32), lengths
-        return np.memmap(self.path, dtype=np.int32, mode="r"), lengths
+        return SpooledTokens(self.path), np.asarray(self.lengths, dtype=np.int64)
+
+
+class SpooledTokens:
+    """Token ids on disk, sliced by reading (not memory-mapping: a map's pages stay resident and count as the
+    build's memory until the kernel needs them back)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        start, stop = span.start or 0, span.stop
+        return np.fromfile(self.path, dtype=np.int32, count=stop - start, offset=4 * start)
 
 
 def _chunks(lengths: np.ndarray, budget: int = CHUNK_TOKENS):
@@ -52,7 +61,7 @@ def _chunks(lengths: np.ndarray, budget: int = CHUNK_TOKENS):
         first, start = end, stop
 
 
-def _pairs(tokens: np.ndarray, lengths: np.ndarray, first: int, end: int, start: int, stop: int):
+def _pairs(tokens: np.ndarray | SpooledTokens, lengths: np.ndarray, first: int, end: int, start: int, stop: int):
     """The distinct (passage, word) pairs of a chunk, passage-major, with each word's count in its passage."""
     passage = np.repeat(np.arange(first, end, dtype=np.int64), lengths[first:end])
     keys = (passage << 32) | np.asarray(tokens[start:stop], dtype=np.int64)
@@ -61,7 +70,7 @@ def _pairs(tokens: np.ndarray, lengths: np.ndarray, first: int, end: int, start:
 
 
 def bm25_matrix(
-    tokens: np.ndarray, lengths: np.ndarray, n_vocab: int, k1: float = K1, b: float = B
+    tokens: np.ndarray | SpooledTokens, lengths: np.ndarray, n_vocab: int, k1: float = K1, b: float = B
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(data float32, indices int32, indptr) of the passages x words BM25 matrix in CSC order, as bm25s builds
     it: score = idf(word) * tf / (k1 * (1 - b + b * len / avg_len) + tf), idf = ln(1 + (N - df + 0.5) / (df + 0.5))."""
