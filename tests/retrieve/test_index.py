@@ -640,3 +640,25 @@ def test_bm25_queries_scored_in_threads_give_what_one_thread_gives(tmp_path):
     four = open_index(tmp_path / "ix", search=SearchSettings(threads=4)).search(queries, 5)
     np.testing.assert_array_equal(one[0], four[0])
     np.testing.assert_array_equal(one[1], four[1])
+
+
+def rss_file_mib() -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("RssFile:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads Linux's /proc")
+@pytest.mark.parametrize("offset", [0, 4096 * 3 + 128])
+def test_vectors_handed_to_faiss_leave_memory_and_read_back_the_same(tmp_path, offset):
+    from mcq.retrieve.dense import release
+
+    rows = np.random.default_rng(0).standard_normal((40_000, 384)).astype(np.float32)  # 59 MiB
+    path = tmp_path / "v.f32"
+    path.write_bytes(b"\0" * offset + rows.tobytes())
+    vectors = np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=rows.shape)
+    assert float(np.asarray(vectors).sum()) == pytest.approx(float(rows.sum()), rel=1e-4)  # every page read
+    held = rss_file_mib()
+    release(vectors, 0, len(rows))
+    assert rss_file_mib() < held - 40  # the pages went back to the kernel
+    np.testing.assert_array_equal(vectors[123], rows[123])  # and a row reads back from the file
+    release(rows, 0, 10)  # an array in memory: nothing to do
