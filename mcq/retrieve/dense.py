@@ -226,12 +226,21 @@ def _faiss_index(vectors: np.ndarray, kind: str):
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, m, 8, faiss.METRIC_INNER_PRODUCT)
         size = min(n, max(lists * TRAIN_SAMPLE, IVFPQ_MIN * 39))
         sample = np.sort(np.random.default_rng(0).choice(n, size=size, replace=False))
-        index.train(np.ascontiguousarray(vectors[sample]))
-        release(vectors, 0, n)
+        index.train(_rows(vectors, sample))
     for begin in range(0, n, ADD_CHUNK):
         index.add(np.ascontiguousarray(vectors[begin : begin + ADD_CHUNK]))
         release(vectors, begin, min(n, begin + ADD_CHUNK))
     return index
+
+
+def _rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """vectors[rows] (rows ascending), gathered a chunk at a time, each chunk's pages handed back after it."""
+    parts = []
+    for begin in range(0, len(vectors), ADD_CHUNK):
+        end = min(len(vectors), begin + ADD_CHUNK)
+        parts.append(np.asarray(vectors[rows[(rows >= begin) & (rows < end)]], dtype=np.float32))
+        release(vectors, begin, end)
+    return np.ascontiguousarray(np.concatenate(parts))
 
 
 def release(vectors: np.ndarray, begin: int, end: int) -> None:
