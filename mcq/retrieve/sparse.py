@@ -125,15 +125,34 @@ class BM25Searcher:
         lengths = ends - starts
         if not lengths.sum():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        at = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-        weights = np.asarray(matrix["data"][at], dtype=np.float64) * np.repeat(repeats, lengths)
-        hits = np.asarray(matrix["indices"][at])
-        if len(hits) * DENSE_SHARE > self.n:  # common words: one pass over a corpus-sized array beats a sort
-            total = np.bincount(hits, weights=weights, minlength=self.n)
+        if lengths.sum() * DENSE_SHARE > self.n:  # common words: one pass over a corpus-sized array beats a sort
+            total = np.zeros(self.n, dtype=np.float64)
+            for group in _groups(lengths, self.n):  # a query's memory: a corpus' worth of postings at a time
+                hits, weights = self._postings(starts[group], ends[group], repeats[group])
+                total += np.bincount(hits, weights=weights, minlength=self.n)
             passages = np.flatnonzero(total)
             return passages, total[passages].astype(np.float32)
+        hits, weights = self._postings(starts, ends, repeats)
         passages, inverse = np.unique(hits, return_inverse=True)  # rare words: sort the few postings only
         return passages.astype(np.int64), np.bincount(inverse, weights=weights).astype(np.float32)
+
+    def _postings(self, starts: np.ndarray, ends: np.ndarray, repeats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(passage, weight x repeats) of every entry of these words' columns, column after column."""
+        matrix, lengths = self.model.scores, ends - starts
+        at = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+        weights = np.asarray(matrix["data"][at], dtype=np.float64) * np.repeat(repeats, lengths)
+        return np.asarray(matrix["indices"][at]), weights
+
+
+def _groups(lengths: np.ndarray, budget: int) -> list[slice]:
+    """Consecutive runs of columns holding about `budget` entries each (a longer column is a run of its own)."""
+    groups, first, held = [], 0, 0
+    for i, n in enumerate(lengths.tolist()):
+        if held and held + n > budget:
+            groups.append(slice(first, i))
+            first, held = i, 0
+        held += n
+    return [*groups, slice(first, len(lengths))]
 
 
 class TfidfBuilder:
