@@ -168,7 +168,8 @@ class SeedRun:
             write_meta(tmp, meta)  # the staged folder is now complete enough to load and score
             meta["valid_map3"] = score_model(tmp, data.valid, self.layout, self.seed, cfg.attention)
         commit_export(tmp, dest, meta)
-        log.info("seed %d exported to %s (valid MAP@3 %s)", self.seed, dest, meta["valid_map3"])
+        score = meta["valid_map3"]
+        log.info("seed %d exported to %s (valid MAP@3 %s)", self.seed, dest, "-" if score is None else f"{score:.4f}")
         return {"export": str(dest), "valid_map3": meta["valid_map3"]}
 
 
