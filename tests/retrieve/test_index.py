@@ -525,7 +525,9 @@ def test_a_full_disk_is_told_how_much_space_the_index_needs_and_how_much_is_free
     corpus = tmp_path / "c.csv"
     corpus.write_bytes(b"x" * (3 * 2**20))  # 3 MiB of corpus: the build needs about 6 MiB = 0.01 GiB
     said = space_needed([corpus], tmp_path)
-    free = float(re.search(r"([0-9.]+) GiB is free", said).group(1))
+    found = re.search(r"([0-9.]+) GiB is free", said)
+    assert found, said
+    free = float(found.group(1))
     assert "needs about 0.01 GiB (twice its corpus)" in said and str(tmp_path) in said
     assert abs(free - shutil.disk_usage(tmp_path).free / 2**30) < 0.05
 
