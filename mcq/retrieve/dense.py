@@ -238,7 +238,8 @@ def _rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     parts = []
     for begin in range(0, len(vectors), ADD_CHUNK):
         end = min(len(vectors), begin + ADD_CHUNK)
-        parts.append(np.asarray(vectors[rows[(rows >= begin) & (rows < end)]], dtype=np.float32))
+        low, high = np.searchsorted(rows, [begin, end])
+        parts.append(np.asarray(vectors[rows[low:high]], dtype=np.float32))
         release(vectors, begin, end)
     return np.ascontiguousarray(np.concatenate(parts))
 
