@@ -3,9 +3,20 @@
 (a) Our BM25 (mcq.retrieve: bm25s) against two plain baselines on the same 1,000 stem1k contexts, each built
     and queried in its own process: rank-bm25 (BM25Okapi, pure Python) and scikit-learn brute force (TF-IDF +
     a sparse product). Build time, peak RSS, queries/s and recall@5 (so speed is not bought with quality).
-(b) Our BM25 on synthetic corpora of 10k, 100k, 1M passages (Zipf-distributed words, 60-120 a passage, a
-    title): build time, peak RSS, index size, load time and query latency; then a linear projection to a
-    6M-passage Wikipedia STEM corpus against Kaggle's limits.
+(b) Our BM25 on synthetic corpora of 10k, 100k, 1M passages: build time, peak RSS, index size, load time and
+    query latency; then a linear projection to a 6M-passage Wikipedia STEM corpus against Kaggle's limits.
+    Two corpora (--corpus):
+    - `wiki` (the default): each passage one of stem1k's own passages (Wikipedia STEM text, cut as mcq cuts
+      it) drawn at random, plus 20 % made-up words from a long Zipf tail (a large corpus' vocabulary); the
+      queries are stem1k's 1,000 real questions (prompt + five options). A real word sits in the same share of
+      passages as in real Wikipedia STEM text, so a query reads as many postings as it would there.
+    - `unigram`: stem1k's passages once each, the rest drawn word by word from stem1k's word frequencies (the
+      lengths of its passages, plus the same 20 % made-up tail): no near-copies of a question's own passage, so
+      the k-th best score of a query is low and pruning (mcq.retrieve.maxscore) skips least, and common
+      words, spread without clumping, sit in more passages than in real text: the slow side of real text.
+      `wiki` is the fast side (a question's own passage has ~N/2,000 near-copies to fill its top k).
+    - `zipf`: 60-120 Zipf(1.1)-distributed made-up words a passage, queries 40 words of a passage. Its top
+      words sit in nearly every passage and every query holds several: a worst case, not English.
 
     python bench/retrieve_scale.py                       # (a) and (b) up to 1M passages: ~15 min on 2 cores
     python bench/retrieve_scale.py --sizes 10000 20000   # quick
@@ -21,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
@@ -130,14 +142,88 @@ def synthetic(path: Path, n: int, seed: int = 0, vocab: int = 200_000) -> None:
     writer.close()
 
 
-def one_size(path: Path, phase: str) -> dict:
+def wiki_like(path: Path, n: int, seed: int = 0, noise: float = 0.2, vocab: int = 2_000_000) -> None:
+    """n passages, each a random one of stem1k's passages (as mcq splits its contexts) plus `noise` x its length
+    made-up Zipf(1.2) words over `vocab`, as Parquet; stem1k's questions as queries beside it (.queries.json)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mcq.retrieve.settings import PassageSettings
+    from mcq.retrieve.split import split_article
+
+    contexts, queries, _, _ = stem1k()
+    real = [p for c in contexts for p in split_article(c, PassageSettings())]
+    rng = np.random.default_rng(seed)
+    writer = None
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        picks = rng.integers(0, len(real), size=m)
+        extra = [int(len(real[j].split()) * noise) for j in picks]
+        ranks = np.minimum(rng.zipf(1.2, size=sum(extra)), vocab)
+        made_up = np.char.add("zq", np.char.mod("%x", ranks))
+        cuts = np.cumsum(extra)[:-1]
+        texts = [f"{real[j]} {' '.join(words)}" for j, words in zip(picks, np.split(made_up, cuts))]
+        table = pa.table({"id": [f"w{start + i}" for i in range(m)], "text": texts})
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None, "no passages asked for"
+    writer.close()
+    path.with_suffix(".queries.json").write_text(json.dumps(queries))
+
+
+def unigram_like(path: Path, n: int, seed: int = 0, noise: float = 0.2, vocab: int = 2_000_000) -> None:
+    """stem1k's passages, then random ones to n: words drawn independently from stem1k's word frequencies, the
+    lengths of its passages, plus `noise` made-up Zipf(1.2) words; stem1k's questions as queries beside it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mcq.retrieve.settings import PassageSettings
+    from mcq.retrieve.split import split_article
+
+    contexts, queries, _, _ = stem1k()
+    real = [p for c in contexts for p in split_article(c, PassageSettings())]
+    words = np.array([w for p in real for w in p.split()])
+    lengths = np.array([len(p.split()) for p in real])
+    rng = np.random.default_rng(seed)
+    writer = None
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        size = lengths[rng.integers(0, len(lengths), size=m)]
+        extra = (size * noise).astype(int)
+        drawn = words[rng.integers(0, len(words), size=int(size.sum()))]
+        made_up = np.char.add("zq", np.char.mod("%x", np.minimum(rng.zipf(1.2, size=int(extra.sum())), vocab)))
+        texts = [
+            f"{' '.join(a)} {' '.join(b)}"
+            for a, b in zip(np.split(drawn, np.cumsum(size)[:-1]), np.split(made_up, np.cumsum(extra)[:-1]))
+        ]
+        if start == 0:
+            texts[: min(len(real), m)] = real[:m]
+        table = pa.table({"id": [f"u{start + i}" for i in range(m)], "text": texts})
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None, "no passages asked for"
+    writer.close()
+    path.with_suffix(".queries.json").write_text(json.dumps(queries))
+
+
+def median_run(runs: list[dict]) -> dict:
+    """Each figure's median over repeated search runs, and every run's ms/query."""
+    import statistics
+
+    out = {k: statistics.median(r[k] for r in runs) for k, v in runs[0].items() if isinstance(v, (int, float))}
+    return runs[0] | out | {"query_ms_0_runs": [r["query_ms_0"] for r in runs]}
+
+
+def one_size(path: Path, phase: str, tag: str = "after") -> dict:
     """Build (phase build) or load and query (phase search) our BM25 over one synthetic corpus in this process,
     with whichever mcq is first on sys.path (the code under test, or --before's)."""
     import numpy as np
 
     from mcq.retrieve.index import build_index, open_index
 
-    out = path.parent / f"{path.stem}-index"
+    out = path.parent / f"{path.stem}-{tag}-index"
     if phase == "build":
         import mcq.retrieve.index as module  # noqa: F401  (imports before the clock starts)
 
@@ -155,10 +241,16 @@ def one_size(path: Path, phase: str) -> dict:
     index = open_index(out)
     load_s = time.perf_counter() - start
     rng = np.random.default_rng(1)
-    sample = [index.passages([int(i)])[0].text for i in rng.integers(0, len(index), size=1000)]
-    queries = [" ".join(rng.choice(t.split(), size=40)) for t in sample]
+    if path.with_suffix(".queries.json").is_file():  # the wiki corpus: real questions
+        queries = json.loads(path.with_suffix(".queries.json").read_text())
+    else:
+        sample = [index.passages([int(i)])[0].text for i in rng.integers(0, len(index), size=1000)]
+        queries = [" ".join(rng.choice(t.split(), size=40)) for t in sample]
     searcher = index.searchers["bm25"]
-    figures = {"load_s": load_s}
+    figures = {"load_s": load_s, "queries": len(queries)}
+    if hasattr(searcher, "df"):  # how many postings a query's words hold, in corpora of their size
+        words = searcher.tokenizer.streaming_tokenize(queries, update_vocab=False)
+        figures["posting_share"] = float(np.mean([searcher.df[np.unique(w)].sum() / len(index) for w in words]))
     for terms in (0, 24) if hasattr(searcher, "query_terms") else (0,):
         if terms:
             searcher.query_terms = terms
@@ -168,6 +260,9 @@ def one_size(path: Path, phase: str) -> dict:
         figures[f"query_ms_{terms}"] = (time.perf_counter() - start) * 1000 / len(queries)
     figures["search_rss"] = peak_rss()
     return figures
+
+
+CORPORA: dict[str, Callable[[Path, int], None]] = {"wiki": wiki_like, "unigram": unigram_like, "zipf": synthetic}
 
 
 def child(*args: str, source: Path | None = None) -> dict:
@@ -187,19 +282,22 @@ def main(argv=None) -> int:
     parser.add_argument("--before", type=Path, help="a source tree of the code before (git worktree add DIR REV): "
                         "each size is built and searched with both, in their own processes")  # fmt: skip
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--corpus", choices=list(CORPORA), default="wiki", help="see above")
     parser.add_argument("--max-rss-gib", type=float, default=12.0, help="stop growing before a size would pass this")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--size-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--phase", default="build", help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="after", help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=1, help="search runs of each code, taking turns (medians)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(one_baseline(args.one)))
         return 0
     if args.size_file:
-        print(json.dumps(one_size(args.size_file, args.phase)))
+        print(json.dumps(one_size(args.size_file, args.phase, args.tag)))
         return 0
-    figures: dict = {"baselines": {}, "sizes": []}
+    figures: dict = {"corpus": args.corpus, "baselines": {}, "sizes": []}
     if not args.skip_baselines and STEM1K.is_file():
         baselines(figures, args.before)
     work = Path(tempfile.mkdtemp(prefix="retrieve-scale-"))
@@ -212,15 +310,24 @@ def main(argv=None) -> int:
                 print(f"stopped before {n} passages: projected RSS {projected / GIB:.1f} GiB > {args.max_rss_gib}")
                 break
         path = work / f"syn{n}.parquet"
-        synthetic(path, n)
+        CORPORA[args.corpus](path, n)
         row = {}
         for name, source in codes.items():  # the same corpus, each code in its own processes
-            row[name] = child("--size-file", str(path), source=source)
-            row[name] |= child("--size-file", str(path), "--phase", "search", source=source)
-            subprocess.run(["rm", "-rf", str(work / f"syn{n}-index")])
+            row[name] = child("--size-file", str(path), "--tag", name, source=source)
+        runs: dict = {name: [] for name in codes}
+        for _ in range(args.repeats):  # searches take turns, A B A B, so a drifting machine slows both alike
+            for name, source in codes.items():
+                runs[name].append(child("--size-file", str(path), "--phase", "search", "--tag", name, source=source))
+        for name in codes:
+            row[name] |= median_run(runs[name])
+            subprocess.run(["rm", "-rf", str(work / f"syn{n}-{name}-index")])
+        if "before" in runs:
+            pairs = [a["query_ms_0"] / b["query_ms_0"] for a, b in zip(runs["after"], runs["before"])]
+            row["after"]["query_ratio_pairs"] = pairs
         figures["sizes"].append(row)
         print(f"{n}: {json.dumps(row)}", flush=True)
         path.unlink()
+        path.with_suffix(".queries.json").unlink(missing_ok=True)
     print_sizes(figures, codes)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
@@ -248,9 +355,9 @@ def baselines(figures: dict, before: Path | None) -> None:
 def print_sizes(figures: dict, codes: dict) -> None:
     print(
         "\n| passages | code | build s | of which read+split s | build peak RSS GiB | index GiB | load s | "
-        "ms/query | ms/query, 24 rarest words | search peak RSS GiB |"
+        "ms/query | ms/query, 24 rarest words | search peak RSS GiB | postings a query reads / passages |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in figures["sizes"]:
         for name in codes:
             f = row[name]
@@ -258,13 +365,15 @@ def print_sizes(figures: dict, codes: dict) -> None:
             print(
                 f"| {f['passages']:,} | {name} | {f['build_s']:.1f} | {f['read_s']:.1f} | {f['rss'] / GIB:.2f} | "
                 f"{f['disk'] / GIB:.3f} | {f['load_s']:.2f} | {f['query_ms_0']:.2f} | {pruned} | "
-                f"{f['search_rss'] / GIB:.2f} |"
+                f"{f['search_rss'] / GIB:.2f} | {f.get('posting_share', float('nan')):.2f} |"
             )
         if "before" in row:
             a, b = row["after"], row["before"]
+            pairs = a.get("query_ratio_pairs", [a["query_ms_0"] / b["query_ms_0"]])
+            spread = f" ({min(pairs):.2f}–{max(pairs):.2f} over {len(pairs)} pairs)" if len(pairs) > 1 else ""
             print(
                 f"| | after / before | {a['build_s'] / b['build_s']:.2f} | | {a['rss'] / b['rss']:.2f} | "
-                f"{a['disk'] / b['disk']:.2f} | | {a['query_ms_0'] / b['query_ms_0']:.2f} | | |"
+                f"{a['disk'] / b['disk']:.2f} | | {sorted(pairs)[len(pairs) // 2]:.2f}{spread} | | | |"
             )
     if len(figures["sizes"]) < 2:
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,11 +18,13 @@ import numpy as np
 from mcq.errors import RetrievalError
 from mcq.retrieve.bm25_matrix import TokenSpool, bm25_matrix
 from mcq.retrieve.lexical import DocFreq
+from mcq.retrieve.maxscore import Columns, split_runs, top_candidates
 from mcq.retrieve.ranking import top_k
 
 BM25_DIR = "bm25"
 SPOOL = ".bm25-tokens.bin"  # token ids while an index builds (removed before it is finished)
-DENSE_SHARE = 16  # a query's postings above 1/16 of the passages are summed into a corpus-sized array
+MAX_WEIGHTS = "max_weights.npy"  # each run's largest weight: the most it adds to a passage (maxscore.py)
+LOW_STARTS = "low_starts.npy"  # where each word's low run starts
 TFIDF_DIR = "tfidf"
 
 
@@ -51,6 +54,7 @@ class BM25Builder:
         tokens, lengths = self.spool.close()
         vocab = dict(self.tokenizer.get_vocab_dict())
         data, indices, indptr = bm25_matrix(tokens, lengths, len(vocab))
+        low_start, bounds = split_runs(data, indices, indptr)  # each column: its high run, then its low run
         del tokens
         self.spool.path.unlink()
         model = bm25s.BM25()  # what BM25.index would set, from our matrix
@@ -60,6 +64,8 @@ class BM25Builder:
         model.nonoccurrence_array = None  # lucene scores need none
         out = folder / BM25_DIR
         model.save(str(out), show_progress=False)
+        np.save(out / MAX_WEIGHTS, bounds)
+        np.save(out / LOW_STARTS, low_start)
         # lexical evidence's word counts come free from the matrix: each column's length is its word's passages
         df = np.diff(indptr)
         self.doc_freq = DocFreq(len(lengths), {w: int(df[i]) for w, i in vocab.items() if w and i < len(df)})
@@ -69,10 +75,10 @@ class BM25Builder:
 
 
 class BM25Searcher:
-    """Scores a query from bm25s' memory-mapped matrix itself: only the passages that hold a query word are
-    scored (their postings gathered and summed), so a query costs its words' postings, not the corpus size.
-    With `query_terms` N > 0 only the query's N rarest words are looked up (a query is a prompt and five
-    options: its common words cost the most and tell the least)."""
+    """Scores a query from bm25s' memory-mapped matrix itself: its words' columns (two runs each) are summed,
+    largest weight first, until no other passage can reach the top k; the rest are looked up for the passages
+    still in reach (mcq.retrieve.maxscore: exact, the top k equal exhaustive scoring's). With `query_terms`
+    N > 0 only the query's N rarest words are looked up (lossy: docs/BENCHMARKS.md measures what it costs)."""
 
     def __init__(self, folder: Path, query_terms: int = 0, threads: int = 0):
         bm25s = _bm25s()
@@ -84,8 +90,15 @@ class BM25Searcher:
         self.n = int(self.model.scores["num_docs"])
         self.query_terms = query_terms
         self.threads = threads or os.cpu_count() or 1
-        indptr = np.asarray(self.model.scores["indptr"])
+        m = self.model.scores
+        indptr = np.asarray(m["indptr"])
         self.df = np.diff(indptr)  # passages holding each word: rarest first when the query is pruned
+        if (where / MAX_WEIGHTS).is_file() and (where / LOW_STARTS).is_file():
+            low_start, most = (np.load(where / name, mmap_mode="r") for name in (LOW_STARTS, MAX_WEIGHTS))
+            self.columns = Columns(m["indices"], m["data"], indptr, low_start, most)
+        else:  # an index of an older mcq: one run a column
+            self.columns = Columns.unsplit(m["indices"], m["data"], indptr)
+        self.local = threading.local()  # each thread's corpus-sized score buffer
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """The top k passages of each query; queries are scored in `threads` threads (NumPy's sorts and sums
@@ -97,7 +110,7 @@ class BM25Searcher:
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
 
         def one(row: int) -> None:
-            found, score = self.score(tokens[row])
+            found, score = self.score(tokens[row], k)
             if len(found):
                 best, top = top_k(score[None], k)
                 keep = best[0] >= 0
@@ -112,47 +125,19 @@ class BM25Searcher:
                 one(row)
         return ids, scores
 
-    def score(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(passages holding a query word, their BM25 scores): bm25s' sum over the query's words, a repeated
-        word counted as often as it is repeated."""
+    def score(self, words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(passages, their BM25 scores), every passage of the top k among them: bm25s' sum over the query's
+        words, a repeated word counted as often as it is repeated."""
         words, repeats = np.unique(words, return_counts=True)
         if self.query_terms and len(words) > self.query_terms:
             keep = np.argsort(self.df[words], kind="stable")[: self.query_terms]
             words, repeats = words[keep], repeats[keep]
-        matrix = self.model.scores
-        indptr = matrix["indptr"]
-        starts, ends = np.asarray(indptr[words], dtype=np.int64), np.asarray(indptr[words + 1], dtype=np.int64)
-        lengths = ends - starts
-        if not lengths.sum():
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if lengths.sum() * DENSE_SHARE > self.n:  # common words: one pass over a corpus-sized array beats a sort
-            total = np.zeros(self.n, dtype=np.float64)
-            for group in _groups(lengths, self.n):  # a query's memory: a corpus' worth of postings at a time
-                hits, weights = self._postings(starts[group], ends[group], repeats[group])
-                total += np.bincount(hits, weights=weights, minlength=self.n)
-            passages = np.flatnonzero(total)
-            return passages, total[passages].astype(np.float32)
-        hits, weights = self._postings(starts, ends, repeats)
-        passages, inverse = np.unique(hits, return_inverse=True)  # rare words: sort the few postings only
-        return passages.astype(np.int64), np.bincount(inverse, weights=weights).astype(np.float32)
+        return top_candidates(self.columns, words, repeats, k, self._buffer())
 
-    def _postings(self, starts: np.ndarray, ends: np.ndarray, repeats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(passage, weight x repeats) of every entry of these words' columns, column after column."""
-        matrix, lengths = self.model.scores, ends - starts
-        at = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-        weights = np.asarray(matrix["data"][at], dtype=np.float64) * np.repeat(repeats, lengths)
-        return np.asarray(matrix["indices"][at]), weights
-
-
-def _groups(lengths: np.ndarray, budget: int) -> list[slice]:
-    """Consecutive runs of columns holding about `budget` entries each (a longer column is a run of its own)."""
-    groups, first, held = [], 0, 0
-    for i, n in enumerate(lengths.tolist()):
-        if held and held + n > budget:
-            groups.append(slice(first, i))
-            first, held = i, 0
-        held += n
-    return [*groups, slice(first, len(lengths))]
+    def _buffer(self) -> np.ndarray:
+        if getattr(self.local, "buffer", None) is None:
+            self.local.buffer = np.zeros(self.n, dtype=np.float32)
+        return self.local.buffer
 
 
 class TfidfBuilder:
