@@ -9,6 +9,7 @@ from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from bench import attention_parity, gpu_check, infer_speed, suite_time, train_speed
 from bench.common import export_backbone, token_counts
+from bench.retrieve_scale import STEM1K
 from mcq.core.arch import tiny_deberta_config
 from mcq.core.data import read_questions
 from mcq.core.features import encode
@@ -100,6 +101,34 @@ def test_synthetic_corpus_has_the_asked_passages_and_lengths(tmp_path):
     frame = pd.read_parquet(tmp_path / "s.parquet")
     words = frame["text"].str.split().str.len()
     assert len(frame) == 250 and frame["id"].is_unique and words.between(60, 120).all()
+
+
+@pytest.mark.skipif(not STEM1K.is_file(), reason="needs ../shared/data/llmse_stem1k_with_context.csv")
+@pytest.mark.parametrize("kind", ["wiki", "unigram"])
+def test_corpora_of_real_words_have_the_asked_passages_and_stem1k_questions_beside_them(tmp_path, kind):
+    import json
+
+    import pandas as pd
+
+    from bench import retrieve_scale
+
+    retrieve_scale.CORPORA[kind](tmp_path / "c.parquet", 6000)  # (unigram: stem1k's 2,136 passages, then drawn)
+    frame = pd.read_parquet(tmp_path / "c.parquet")
+    assert len(frame) == 6000 and frame["id"].is_unique
+    words = frame["text"].iloc[3000:].str.split().explode()
+    made_up = words.str.match(r"^zq[0-9a-f]+$").mean()
+    assert 0.1 < made_up < 0.25  # the long tail: ~20 % of a passage's length added
+    queries = json.loads((tmp_path / "c.queries.json").read_text())
+    assert len(queries) == 1000 and all(isinstance(q, str) and q for q in queries)
+
+
+def test_search_runs_are_summed_up_by_their_medians():
+    from bench.retrieve_scale import median_run
+
+    runs = [{"query_ms_0": 3.0, "search_rss": 10, "queries": 5}, {"query_ms_0": 1.0, "search_rss": 30, "queries": 5},
+            {"query_ms_0": 2.0, "search_rss": 20, "queries": 5}]  # fmt: skip
+    out = median_run(runs)
+    assert out["query_ms_0"] == 2.0 and out["search_rss"] == 20 and out["query_ms_0_runs"] == [3.0, 1.0, 2.0]
 
 
 def test_suite_time_pairs_its_runs_and_takes_medians_of_the_ratios():
