@@ -2,7 +2,8 @@
 at the recipe's batch, with and without gradient checkpointing; fp16 inference throughput for 4,000
 questions; peak memory of one inference batch of 512-token pairs at the kernel's token budget (does it
 fit a 16 GB T4?). Every row runs with eager attention and, when `disentangled-flash` is installed,
-with its fused kernels too (the `--attention disentangled-flash` switch of train.py and infer.py).
+with its fused kernels too (the `--attention disentangled-flash` switch of train.py and infer.py). Then
+the dense embedder in fp32, fp16 and on every GPU (bench/dense_gpu.py).
 
     python bench/gpu_check.py              # CUDA machine; a few minutes on an H100
     python bench/gpu_check.py --cpu-smoke  # tiny config on CPU: exercises the same code (tests use it)
@@ -26,6 +27,7 @@ import torch  # noqa: E402
 from bench.attention_parity import compare  # noqa: E402
 from bench.attention_parity import rows as parity_rows
 from bench.common import random_deberta  # noqa: E402
+from bench.dense_gpu import rows as dense_rows  # noqa: E402
 from mcq.core.arch import (
     deberta_v3_large_config,  # noqa: E402
     tiny_deberta_config,  # noqa: E402
@@ -243,10 +245,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-tokens", type=int, default=16384, help="inference token budget (infer.py default)")
     p.add_argument("--long-length", type=int, default=512, help="pair length of the worst-case memory batch")
     p.add_argument("--repeats", type=int, default=3, help="inference passes (median reported)")
+    p.add_argument("--dense-texts", type=int, default=20_000, help="texts the dense embedder rows embed")
     args = p.parse_args(argv)
     if args.cpu_smoke:
         args.batch, args.max_length, args.warmup, args.steps, args.questions = 2, 32, 1, 1, 20
         args.mean_length, args.long_length, args.batch_tokens, args.repeats = 12, 64, 256, 1
+        args.dense_texts = 100
     return args
 
 
@@ -267,6 +271,10 @@ def main(argv=None) -> int:
         except Exception as err:  # one failing variant must not cost the rest of a scarce GPU session
             rows.append((f"{attention}: failed", f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"))
             free(device)
+    try:  # issue 23: the dense embedder's fp16 and several-GPU paths (bench/dense_gpu.py)
+        rows += [progress(r) for r in dense_rows(args.dense_texts)]
+    except Exception as err:
+        rows.append(("dense embedding: failed", f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"))
     print_table(name, rows, args)
     return 0
 

@@ -23,6 +23,7 @@ def test_gpu_check_cpu_smoke_prints_its_table(capsys):
     assert "train step, gradient checkpointing, disentangled-flash" in out  # installed with requirements.txt
     assert "failed" not in out  # a failing variant is printed as a row, not raised
     assert "parity eager vs disentangled-flash" in out
+    assert "dense embedding fp16 on cpu, 100 texts" in out and "top-5 neighbours that fp32 also has | 1.000" in out
 
 
 def test_attention_parity_finds_the_switch_exact_on_cpu(capsys):
