@@ -24,7 +24,7 @@ def random_sentence_model(folder: Path, seed: int = 0) -> Path:
     """A 6-layer, 384-wide BERT with random weights and a WordPiece vocabulary of made-up words, saved where
     SentenceTransformer loads it (mean pooling, as all-MiniLM-L6-v2)."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     torch.manual_seed(seed)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(WORDS))]
@@ -32,7 +32,7 @@ def random_sentence_model(folder: Path, seed: int = 0) -> Path:
     config = BertConfig(vocab_size=len(vocab), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                         intermediate_size=1536, max_position_embeddings=512)  # fmt: skip
     BertModel(config).save_pretrained(folder)
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    BertTokenizer(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     return folder
 
 
