@@ -25,6 +25,7 @@ import numpy as np
 
 LOOK_UP_BELOW = 0.5  # runs are summed whole until the rest could add at most this share of the k-th best score
 SLACK = 1e-5  # bounds are float sums of float32 weights: widened so rounding never drops a passage in reach
+FEW = 1 << 14  # a query with fewer postings than this is summed in one call: pruning would cost more than it saves
 WATCH = 1 << 10  # passages whose k-th best score so far is the bar (any subset's k-th best is a lower bound)
 
 
@@ -112,6 +113,8 @@ def top_candidates(
     starts, ends, repeats, bound = starts[order], ends[order], repeats[order], bound[order]
     if not len(order):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if int((ends - starts).sum()) <= FEW:
+        return _summed(matrix, starts, ends, repeats, buffer)
     rest = np.r_[np.cumsum(bound[::-1])[::-1], 0.0] * (1 + SLACK) + SLACK  # rest[s]: the most runs s.. add
     reach = np.r_[0.0, np.cumsum(bound)]  # reach[s]: the most a passage scores from runs ..s
     threshold, read = -np.inf, 0
@@ -138,6 +141,22 @@ def top_candidates(
         threshold = max(threshold, kth_largest(score, k))
         keep = score >= threshold - rest[s + 1]
         found, score = found[keep], score[keep]
+    return found.astype(np.int64), score.astype(np.float32)
+
+
+def _summed(
+    matrix: Columns, starts: np.ndarray, ends: np.ndarray, repeats: np.ndarray, buffer: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every passage of these runs and its summed weights: all postings gathered at once and added in run
+    order (the same float sums as run by run)."""
+    lengths = ends - starts
+    at = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(int(lengths.sum()))
+    idx = np.asarray(matrix.indices[at])
+    weights = np.asarray(matrix.data[at], dtype=np.float32) * np.repeat(repeats, lengths).astype(np.float32)
+    np.add.at(buffer, idx, weights)
+    found = np.unique(idx)
+    score = buffer[found]
+    buffer[idx] = 0
     return found.astype(np.int64), score.astype(np.float32)
 
 
