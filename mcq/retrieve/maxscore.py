@@ -27,8 +27,6 @@ LOOK_UP_BELOW = 0.5  # runs are summed whole until the rest could add at most th
 SLACK = 1e-5  # bounds are float sums of float32 weights: widened so rounding never drops a passage in reach
 FEW = 1 << 14  # a query with fewer postings than this is summed in one call: pruning would cost more than it saves
 WATCH = 1 << 10  # passages whose k-th best score so far is the bar (any subset's k-th best is a lower bound)
-
-
 HIGH = 0.5  # a column's entries above this share of its largest weight make its first run
 SPLIT_FROM = 1 << 10  # shorter columns stay one run: they are read whole anyway, and a run costs a few calls
 
@@ -153,10 +151,12 @@ def _summed(
     at = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(int(lengths.sum()))
     idx = np.asarray(matrix.indices[at])
     weights = np.asarray(matrix.data[at], dtype=np.float32) * np.repeat(repeats, lengths).astype(np.float32)
-    np.add.at(buffer, idx, weights)
-    found = np.unique(idx)
-    score = buffer[found]
-    buffer[idx] = 0
+    try:
+        np.add.at(buffer, idx, weights)
+        found = np.unique(idx)
+        score = buffer[found]
+    finally:
+        buffer[idx] = 0
     return found.astype(np.int64), score.astype(np.float32)
 
 
