@@ -146,61 +146,67 @@ def wiki_like(path: Path, n: int, seed: int = 0, noise: float = 0.2, vocab: int 
     """n passages, each a random one of stem1k's passages (as mcq splits its contexts) plus `noise` x its length
     made-up Zipf(1.2) words over `vocab`, as Parquet; stem1k's questions as queries beside it (.queries.json)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from mcq.retrieve.settings import PassageSettings
-    from mcq.retrieve.split import split_article
-
-    contexts, queries, _, _ = stem1k()
-    real = [p for c in contexts for p in split_article(c, PassageSettings())]
+    real, queries = _real_passages()
     rng = np.random.default_rng(seed)
-    writer = None
-    for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
+
+    def chunk(start: int, m: int) -> list[str]:
         picks = rng.integers(0, len(real), size=m)
-        extra = [int(len(real[j].split()) * noise) for j in picks]
-        ranks = np.minimum(rng.zipf(1.2, size=sum(extra)), vocab)
-        made_up = np.char.add("zq", np.char.mod("%x", ranks))
-        cuts = np.cumsum(extra)[:-1]
-        texts = [f"{real[j]} {' '.join(words)}" for j, words in zip(picks, np.split(made_up, cuts))]
-        table = pa.table({"id": [f"w{start + i}" for i in range(m)], "text": texts})
-        writer = writer or pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-    assert writer is not None, "no passages asked for"
-    writer.close()
-    path.with_suffix(".queries.json").write_text(json.dumps(queries))
+        extra = np.array([int(len(real[j].split()) * noise) for j in picks])
+        return [f"{real[j]} {' '.join(tail)}" for j, tail in zip(picks, _made_up(rng, extra, vocab))]
+
+    _write_corpus(path, n, "w", chunk, queries)
 
 
 def unigram_like(path: Path, n: int, seed: int = 0, noise: float = 0.2, vocab: int = 2_000_000) -> None:
     """stem1k's passages, then random ones to n: words drawn independently from stem1k's word frequencies, the
     lengths of its passages, plus `noise` made-up Zipf(1.2) words; stem1k's questions as queries beside it."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    real, queries = _real_passages()
+    words = np.array([w for p in real for w in p.split()])
+    lengths = np.array([len(p.split()) for p in real])
+    rng = np.random.default_rng(seed)
+
+    def chunk(start: int, m: int) -> list[str]:
+        size = lengths[rng.integers(0, len(lengths), size=m)]
+        drawn = np.split(words[rng.integers(0, len(words), size=int(size.sum()))], np.cumsum(size)[:-1])
+        texts = [
+            f"{' '.join(a)} {' '.join(b)}" for a, b in zip(drawn, _made_up(rng, (size * noise).astype(int), vocab))
+        ]
+        if start == 0:
+            texts[: min(len(real), m)] = real[:m]
+        return texts
+
+    _write_corpus(path, n, "u", chunk, queries)
+
+
+def _real_passages() -> tuple[list[str], list[str]]:
+    """(stem1k's contexts cut into passages as mcq cuts them, stem1k's questions as query texts)."""
     from mcq.retrieve.settings import PassageSettings
     from mcq.retrieve.split import split_article
 
     contexts, queries, _, _ = stem1k()
-    real = [p for c in contexts for p in split_article(c, PassageSettings())]
-    words = np.array([w for p in real for w in p.split()])
-    lengths = np.array([len(p.split()) for p in real])
-    rng = np.random.default_rng(seed)
+    return [p for c in contexts for p in split_article(c, PassageSettings())], queries
+
+
+def _made_up(rng, counts, vocab: int) -> list:
+    """`counts[i]` made-up words for passage i, Zipf(1.2)-distributed over `vocab` (a large corpus' long tail)."""
+    import numpy as np
+
+    ranks = np.minimum(rng.zipf(1.2, size=int(np.sum(counts))), vocab)
+    return np.split(np.char.add("zq", np.char.mod("%x", ranks)), np.cumsum(counts)[:-1])
+
+
+def _write_corpus(path: Path, n: int, prefix: str, chunk: Callable[[int, int], list[str]], queries: list[str]):
+    """n passages as Parquet, 100k-row groups of chunk(start, rows); the queries beside it (.queries.json)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     writer = None
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        size = lengths[rng.integers(0, len(lengths), size=m)]
-        extra = (size * noise).astype(int)
-        drawn = words[rng.integers(0, len(words), size=int(size.sum()))]
-        made_up = np.char.add("zq", np.char.mod("%x", np.minimum(rng.zipf(1.2, size=int(extra.sum())), vocab)))
-        texts = [
-            f"{' '.join(a)} {' '.join(b)}"
-            for a, b in zip(np.split(drawn, np.cumsum(size)[:-1]), np.split(made_up, np.cumsum(extra)[:-1]))
-        ]
-        if start == 0:
-            texts[: min(len(real), m)] = real[:m]
-        table = pa.table({"id": [f"u{start + i}" for i in range(m)], "text": texts})
+        table = pa.table({"id": [f"{prefix}{start + i}" for i in range(m)], "text": chunk(start, m)})
         writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table)
     assert writer is not None, "no passages asked for"
