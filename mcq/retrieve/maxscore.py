@@ -83,9 +83,10 @@ def split_runs(
     while first < n_cols:
         end = min(n_cols, max(first + 1, int(np.searchsorted(indptr, indptr[first] + budget, side="right")) - 1))
         lo, hi = int(indptr[first]), int(indptr[end])
-        col = np.repeat(np.arange(end - first), np.diff(indptr[first : end + 1]))
+        sizes = np.diff(indptr[first : end + 1])
+        col = np.repeat(np.arange(end - first), sizes)
         weights = np.asarray(data[lo:hi])
-        long = np.diff(indptr[first : end + 1]) >= (split_from or SPLIT_FROM)
+        long = sizes >= (split_from or SPLIT_FROM)
         low = (weights <= np.float32(HIGH) * top[first:end][col]) & long[col]
         low_start[first:end] = indptr[first:end] + np.bincount(col[~low], minlength=end - first)
         np.maximum.at(low_max[first:end], col[low], weights[low])
