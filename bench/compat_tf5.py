@@ -12,7 +12,6 @@ and fp16 exports), all-MiniLM-L6-v2 from its PyPI package when installed, and ru
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
 import shutil
@@ -46,38 +45,10 @@ def write_questions(path: Path, n: int = 24) -> Path:
 
 def tiny_deberta_backbone(folder: Path) -> Path:
     """A 2-layer DeBERTa-v2 with v3's settings (relative positions only, no token types) and a fast tokenizer."""
-    import sentencepiece as spm
-    import torch
-    from transformers import DebertaV2Model, DebertaV2Tokenizer
-
-    from mcq.core.arch import tiny_deberta_config
+    from mcq.core.arch import save_tiny_deberta
 
     folder.mkdir(parents=True)
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences(2000, random.Random(0))),
-        model_writer=buf,
-        vocab_size=64,
-        model_type="unigram",
-        pad_id=0,
-        unk_id=1,
-        bos_id=2,
-        eos_id=3,
-        pad_piece="[PAD]",
-        unk_piece="[UNK]",
-        bos_piece="[CLS]",
-        eos_piece="[SEP]",
-        user_defined_symbols=["[MASK]"],
-        minloglevel=2,
-    )
-    (folder / "spm.model").write_bytes(buf.getvalue())
-    tokenizer = DebertaV2Tokenizer.from_pretrained(folder)
-    (folder / "spm.model").unlink()
-    tokenizer.save_pretrained(folder)
-    config = tiny_deberta_config(vocab_size=len(tokenizer), hidden=64, heads=4)
-    torch.manual_seed(0)
-    DebertaV2Model(config).save_pretrained(folder)
-    return folder
+    return save_tiny_deberta(folder, sentences(2000, random.Random(0)), vocab_size=64, hidden=64, heads=4)
 
 
 def export(backbone: str, dest: Path, fp16: bool = False) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import io
 import os
 import random
 from pathlib import Path
@@ -72,46 +71,12 @@ def write_questions(
     return path
 
 
-def _train_spm(folder: Path) -> None:
-    import sentencepiece as spm
-
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences(2000)),
-        model_writer=buf,
-        vocab_size=96,
-        model_type="unigram",
-        pad_id=0,
-        unk_id=1,
-        bos_id=2,
-        eos_id=3,
-        pad_piece="[PAD]",
-        unk_piece="[UNK]",
-        bos_piece="[CLS]",
-        eos_piece="[SEP]",
-        user_defined_symbols=["[MASK]"],
-        minloglevel=2,
-    )
-    (folder / "spm.model").write_bytes(buf.getvalue())
-
-
 @pytest.fixture(scope="session")
 def tiny_deberta(tmp_path_factory) -> Path:
     """A 2-layer DeBERTa-v3-style backbone (relative positions only, no token types) saved as a folder."""
-    import torch
-    from transformers import DebertaV2Model, DebertaV2Tokenizer
+    from mcq.core.arch import save_tiny_deberta
 
-    from mcq.core.arch import tiny_deberta_config
-
-    folder = tmp_path_factory.mktemp("tiny-deberta")
-    _train_spm(folder)
-    tokenizer = DebertaV2Tokenizer.from_pretrained(folder)
-    (folder / "spm.model").unlink()
-    tokenizer.save_pretrained(folder)
-    config = tiny_deberta_config(vocab_size=len(tokenizer))
-    torch.manual_seed(0)
-    DebertaV2Model(config).save_pretrained(folder)
-    return folder
+    return save_tiny_deberta(tmp_path_factory.mktemp("tiny-deberta"), sentences(2000))
 
 
 @pytest.fixture(scope="session")
@@ -204,6 +169,26 @@ def tiny_config(model, files, out, **kw):
     )
     values.update(kw)
     return TrainConfig(**values)
+
+
+def train_killed_at(cfg, step: int, monkeypatch) -> None:
+    """Train `cfg` until its `step`-th training step (head steps counted) raises KeyboardInterrupt, as a kill
+    would; the patch is undone afterwards so the run can resume."""
+    from mcq.train.run import RecipeTrainer, run_training
+
+    original = RecipeTrainer.training_step
+    calls = {"n": 0}
+
+    def dies_at_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt("killed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RecipeTrainer, "training_step", dies_at_step)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg)
+    monkeypatch.setattr(RecipeTrainer, "training_step", original)
 
 
 def one_question(prompt, options, context=None, answer=0):

@@ -3,6 +3,7 @@ checks without a download) and the tiny DeBERTa-v3-style one that tests and smok
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 # microsoft/deberta-v3-large config.json as published on the Hugging Face hub.
@@ -65,3 +66,42 @@ def tiny_deberta_config(vocab_size: int = 128, hidden: int = 32, heads: int = 2,
         pooler_hidden_size=hidden,
     )
     return DebertaV2Config(**{**values, **overrides})
+
+
+def save_tiny_deberta(folder, texts: Iterable[str], vocab_size: int = 96, **config: Any):
+    """Write a tiny DeBERTa-v3-style backbone to `folder` (created if missing): a sentencepiece unigram tokenizer
+    trained on `texts` with DeBERTa's special pieces, and a randomly initialised model (torch seed 0) of
+    `tiny_deberta_config(**config)`. Tests and smoke benchmarks use it; nothing is downloaded."""
+    import io
+    from pathlib import Path
+
+    import sentencepiece as spm
+    import torch
+    from transformers import DebertaV2Model, DebertaV2Tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        pad_piece="[PAD]",
+        unk_piece="[UNK]",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        user_defined_symbols=["[MASK]"],
+        minloglevel=2,
+    )
+    (folder / "spm.model").write_bytes(buf.getvalue())
+    tokenizer = DebertaV2Tokenizer.from_pretrained(folder)
+    (folder / "spm.model").unlink()
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    DebertaV2Model(tiny_deberta_config(vocab_size=len(tokenizer), **config)).save_pretrained(folder)
+    return folder

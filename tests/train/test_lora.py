@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, train_killed_at
 from safetensors import safe_open
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
@@ -29,7 +29,7 @@ from mcq.train.config import TrainConfig, resume_differences  # noqa: E402
 from mcq.train.lr import LayerRule  # noqa: E402
 from mcq.train.optim import param_groups  # noqa: E402
 from mcq.train.phases import Phase, freeze_for, head_state  # noqa: E402
-from mcq.train.run import RecipeTrainer, run_training  # noqa: E402
+from mcq.train.run import run_training  # noqa: E402
 
 RULE = LayerRule("cosine", 0.1, 2.6)
 
@@ -280,20 +280,8 @@ def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(
     cfg = tiny_config(
         tiny_deberta, question_files, tmp_path / "run", seeds=[0], peft="lora", lora_r=4, save_steps=3, epochs=2
     )
-    original = RecipeTrainer.training_step
-    calls = {"n": 0}
-
-    def dies_at_step_5(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2 + 5:  # 2 head steps, then die in phase 2 after checkpoint-3
-            raise KeyboardInterrupt("killed")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(RecipeTrainer, "training_step", dies_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg)
+    train_killed_at(cfg, 2 + 5, monkeypatch)  # 2 head steps, then die in phase 2 after checkpoint-3
     assert (tmp_path / "run" / "seed0" / "phase2" / "checkpoint-3" / "adapter_model.safetensors").is_file()
-    monkeypatch.setattr(RecipeTrainer, "training_step", original)
     caplog.set_level(logging.INFO)
     report = run_training(cfg, resume=True)
     assert "checkpoint-3" in caplog.text and "head loaded from" in caplog.text

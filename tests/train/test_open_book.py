@@ -5,6 +5,7 @@ import csv
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,16 @@ def open_run(tiny_deberta, tmp_path_factory):
     return folder, cfg, run_training(cfg)
 
 
+def _infer(models, cfg, out, *extra: str) -> int:
+    """infer.py on the run's validation questions."""
+    return infer_cli.main(["--models", str(models), "--test", cfg.valid, "--out", str(out), *extra])
+
+
+def _assert_scores_as_training(out_dir: Path, folder: Path) -> None:
+    trained = np.load(folder / "run" / "seed0" / "valid_logits.npy")
+    np.testing.assert_allclose(np.load(out_dir / "logits_seed0.npy"), trained, rtol=1e-4, atol=1e-5)
+
+
 def test_training_retrieves_once_and_every_export_records_how(open_run):
     folder, cfg, report = open_run
     cached = json.loads((folder / "run" / "retrieval" / "train_contexts.json").read_text())
@@ -68,27 +79,8 @@ def test_training_retrieves_once_and_every_export_records_how(open_run):
 def test_infer_with_the_index_scores_what_training_scored(open_run, tmp_path):
     folder, cfg, report = open_run
     out = tmp_path / "submission.csv"
-    assert (
-        infer_cli.main(
-            [
-                "--models",
-                f"{folder}/run/models",
-                "--test",
-                cfg.valid,
-                "--out",
-                str(out),
-                "--index",
-                str(folder / "index"),
-            ]
-        )
-        == 0
-    )
-    np.testing.assert_allclose(
-        np.load(tmp_path / "logits_seed0.npy"),
-        np.load(folder / "run" / "seed0" / "valid_logits.npy"),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    assert _infer(f"{folder}/run/models", cfg, out, "--index", str(folder / "index")) == 0
+    _assert_scores_as_training(tmp_path, folder)
 
 
 def test_infer_can_raise_k_and_max_length_and_warns_when_closed_book(open_run, tmp_path, caplog):
@@ -128,18 +120,7 @@ def test_infer_refuses_an_index_built_with_other_settings(open_run, tmp_path):
         match=r"built with passages.max_words 12 \(asked 120\); passages.overlap_words 2 "
         r"\(asked 20\), where 'asked' is what the models' context was made with",
     ):
-        infer_cli.main(
-            [
-                "--models",
-                f"{folder}/run/models",
-                "--test",
-                cfg.valid,
-                "--out",
-                str(tmp_path / "s.csv"),
-                "--index",
-                str(other),
-            ]
-        )
+        _infer(f"{folder}/run/models", cfg, tmp_path / "s.csv", "--index", str(other))
 
 
 def test_models_exported_before_a_new_index_setting_accept_an_index_at_its_default(open_run, tmp_path):
@@ -150,27 +131,8 @@ def test_models_exported_before_a_new_index_setting_accept_an_index_at_its_defau
     meta = json.loads(meta_file.read_text())
     assert meta["retrieval"]["index_settings"].pop("dense_weight") == 0.5  # as exported before the setting existed
     meta_file.write_text(json.dumps(meta))
-    assert (
-        infer_cli.main(
-            [
-                "--models",
-                str(models),
-                "--test",
-                cfg.valid,
-                "--out",
-                str(tmp_path / "s.csv"),
-                "--index",
-                str(folder / "index"),
-            ]
-        )
-        == 0
-    )
-    np.testing.assert_allclose(
-        np.load(tmp_path / "logits_seed0.npy"),
-        np.load(folder / "run" / "seed0" / "valid_logits.npy"),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    assert _infer(models, cfg, tmp_path / "s.csv", "--index", str(folder / "index")) == 0
+    _assert_scores_as_training(tmp_path, folder)
 
 
 def test_resume_reuses_the_contexts_and_refuses_another_index(open_run, tmp_path, caplog):

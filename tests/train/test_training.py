@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config, write_questions
+from conftest import tiny_config, train_killed_at, write_questions
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from mcq.cli import freeze_imports, main_guard
@@ -28,7 +28,7 @@ from mcq.train import cli as train_cli
 from mcq.train.config import TrainConfig
 from mcq.train.lr import warmup_steps_for
 from mcq.train.phases import recipe_phases
-from mcq.train.run import RecipeTrainer, run_training
+from mcq.train.run import run_training
 
 
 @pytest.fixture
@@ -155,21 +155,9 @@ def test_resume_with_other_validation_questions_rescores_finished_seeds(three_se
 
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_deberta, question_files, tmp_path, monkeypatch, caplog):
     cfg = tiny_config(tiny_deberta, question_files, tmp_path / "run", seeds=[0], epochs=2, save_steps=3)
-    original = RecipeTrainer.training_step
-    calls = {"n": 0}
-
-    def dies_at_step_8(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2 + 8:  # 2 head steps, then die in phase 2 after checkpoint-6
-            raise KeyboardInterrupt("killed")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(RecipeTrainer, "training_step", dies_at_step_8)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg)
+    train_killed_at(cfg, 2 + 8, monkeypatch)  # 2 head steps, then die in phase 2 after checkpoint-6
     assert (tmp_path / "run" / "seed0" / "phase2" / "checkpoint-6").is_dir()
     assert (tmp_path / "run" / "seed0" / "head.safetensors").is_file()
-    monkeypatch.setattr(RecipeTrainer, "training_step", original)
     caplog.set_level("INFO")
     report = run_training(cfg, resume=True)
     assert "resuming from" in caplog.text and "checkpoint-6" in caplog.text
