@@ -60,7 +60,8 @@ def rows(n_texts: int = 20_000) -> list[tuple[str, str]]:
     out, vectors = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(random_sentence_model(Path(tmp)))
-        for label, model in (("fp32", load_embedder(folder)), ("fp16", on_gpu_in_fp16(load_embedder(folder)))):
+        fp16 = on_gpu_in_fp16(load_embedder(folder))
+        for label, model in (("fp32", load_embedder(folder)), ("fp16", fp16)):
             embed(model, batch[:64])
             start = time.perf_counter()
             vectors[label] = embed(model, batch)
@@ -73,13 +74,13 @@ def rows(n_texts: int = 20_000) -> list[tuple[str, str]]:
                         zip(neighbours(vectors["fp32"], near), neighbours(vectors["fp16"], near))])  # fmt: skip
         out.append(("dense embedding: fp16's top-5 neighbours that fp32 also has", f"{same:.3f}"))
         if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-            pool = _gpu_pool(model)
+            pool = _gpu_pool(fp16)
             try:
                 start = time.perf_counter()
-                embed(model, batch, pool)
+                embed(fp16, batch, pool)
                 per_s = n_texts / (time.perf_counter() - start)
             finally:
-                model.stop_multi_process_pool(pool)
+                fp16.stop_multi_process_pool(pool)
             out.append((f"dense embedding fp16 on {torch.cuda.device_count()} GPUs", f"{per_s:,.0f} texts/s"))
     return out
 

@@ -198,6 +198,7 @@ def _looked_up(
         return out
     idx, w = _column(matrix, start, end, repeat)
     buffer[idx] = w
-    out = buffer[found]
-    buffer[idx] = 0
-    return out
+    try:
+        return buffer[found]  # fancy indexing copies: the buffer can be zeroed after
+    finally:
+        buffer[idx] = 0
