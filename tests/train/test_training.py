@@ -615,3 +615,21 @@ def test_a_resumed_run_reports_the_time_of_every_process(three_seed_run):
         f"{report['total_wall_s']:.0f}s in all ({report['wall_s']:.0f}s in this process)"
         in (Path(cfg.output_dir) / "report.md").read_text()
     )
+
+
+def test_a_sentence_transformers_backbone_trained_with_mean_pooling_is_advised_mean(
+    tiny_deberta, question_files, tmp_path, caplog
+):
+    from mcq.train.run import load_run_data
+
+    backbone = tmp_path / "st-backbone"
+    shutil.copytree(tiny_deberta, backbone)
+    (backbone / "modules.json").write_text(json.dumps([{"idx": 1, "path": "1_Pooling", "type": "x.Pooling"}]))
+    (backbone / "1_Pooling").mkdir()
+    (backbone / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    caplog.set_level("WARNING")
+    load_run_data(tiny_config(backbone, question_files, tmp_path / "cls"))
+    assert f"{backbone} is a sentence-transformers checkpoint trained with mean pooling" in caplog.text
+    caplog.clear()
+    load_run_data(tiny_config(backbone, question_files, tmp_path / "mean", pooling="mean"))
+    assert "pooling" not in caplog.text
