@@ -193,3 +193,29 @@ def test_hybrid_weight_finds_the_first_hit_of_each_fused_ranking():
     assert ranks.tolist() == [2, 1, 0]
     assert hybrid_weight.recall_at(ranks) == {1: 1 / 3, 3: 2 / 3, 5: 2 / 3}
     assert hybrid_weight.first_hit_ranks(np.array([[-1, -1]]), np.ones((1, 6), dtype=bool)).tolist() == [0]
+
+
+def test_open_book_longer_scores_each_setting_against_the_first(tmp_path, question_files, capsys):
+    """Settings already inferred are read back, not run again: each row's figures are its own logits'."""
+    from bench import open_book_longer
+    from mcq.core.metrics import map3_score
+
+    questions = read_questions(question_files["valid"], require_answer=True)
+    rng = np.random.default_rng(0)
+    ensembles = {}
+    for name in ("k3-c2000-t192", "k5-c4000-t384"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for seed in (0, 1):
+            np.save(folder / f"logits_seed{seed}.npy", rng.normal(size=(len(questions), 5)).astype(np.float32))
+        ensembles[name] = rng.normal(size=(len(questions), 5)).astype(np.float32)
+        np.save(folder / "logits_ensemble.npy", ensembles[name])
+    args = ["--models", "unused", "--index", "unused", "--test", str(question_files["valid"]), "--work", str(tmp_path)]
+    assert open_book_longer.main([*args, "--settings", "3,2000,192", "5,4000,384"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| 3 |", "| 5 |"))]
+    answers = questions.answers or []
+    first, second = (map3_score(ensembles[n], answers, questions.options) for n in ensembles)
+    assert f"| {first:.4f} | +0.0000" in rows[0]
+    assert f"| {second:.4f} | {second - first:+.4f}" in rows[1]
+    with pytest.raises(SystemExit, match="not k,context_chars,max_length"):
+        open_book_longer.setting("3,2000")
