@@ -86,5 +86,11 @@ def rows(n_texts: int = 20_000) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    for name, value in rows(20_000 if "--small" not in sys.argv else 200):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=int, default=20_000, help="texts embedded per row")
+    parser.add_argument("--small", action="store_true", help="200 texts: a CPU smoke run")
+    args = parser.parse_args()
+    for name, value in rows(200 if args.small else args.texts):
         print(f"| {name} | {value} |")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
+import bench as bench_pkg
 from bench import attention_parity, gpu_check, infer_speed, suite_time, train_speed
 from bench.common import export_backbone, token_counts
 from bench.retrieve_scale import STEM1K
@@ -219,3 +220,12 @@ def test_open_book_longer_scores_each_setting_against_the_first(tmp_path, questi
     assert f"| {second:.4f} | {second - first:+.4f}" in rows[1]
     with pytest.raises(SystemExit, match="not k,context_chars,max_length"):
         open_book_longer.setting("3,2000")
+
+
+def test_every_benchmark_script_parses_its_arguments():
+    """`python bench/X.py --help` must answer, not start a long measurement (dense_gpu.py once ignored it)."""
+    from pathlib import Path
+
+    scripts = [p for p in Path(bench_pkg.__file__).parent.glob("*.py") if '__name__ == "__main__"' in p.read_text()]
+    assert len(scripts) > 15
+    assert [p.name for p in scripts if "argparse" not in p.read_text()] == []
