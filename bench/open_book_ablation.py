@@ -28,6 +28,12 @@ from bench.common import MINILM  # noqa: E402
 STEM1K = Path(__file__).resolve().parents[2] / "shared" / "data" / "llmse_stem1k_with_context.csv"
 VARIANTS = {
     "closed": {"about": "closed book: no context", "context_source": "none", "input_layout": "prompt-context"},
+    "closed-mean": {
+        "about": "closed book with mean pooling (does MiniLM's own pooling pay without context?)",
+        "context_source": "none",
+        "input_layout": "prompt-context",
+        "pooling": "mean",
+    },
     "open": {"about": "open book as before: prompt [SEP] context / option, [CLS]", "input_layout": "prompt-context"},
     "context-first": {"about": "context / prompt [SEP] option", "input_layout": "context-first"},
     "mean": {"about": "mean pooling", "input_layout": "prompt-context", "pooling": "mean"},
