@@ -14,6 +14,7 @@ from mcq.core.features import encode
 from mcq.core.model import load_tokenizer, resolve_model_path
 from mcq.core.reader import pooling_advice
 from mcq.errors import ConfigError, DataError
+from mcq.train import distributed
 from mcq.train.config import TrainConfig
 from mcq.train.context import retrieve_for_run
 from mcq.train.layout import RunLayout
@@ -58,7 +59,7 @@ def load_run_data(cfg: TrainConfig, layout: RunLayout | None = None, resume: boo
     model_path = resolve_model_path(cfg.model)
     tuning_for(cfg).check(model_path)  # e.g. LoRA: peft installed, target modules known, before any retrieval
     advice = pooling_advice(model_path, cfg.pooling)
-    if advice:
+    if advice and distributed.is_main():  # once, not once per process
         log.warning(advice)
     train, valid, retrieval = retrieve_for_run(cfg, layout or RunLayout.of(cfg.output_dir), train, valid)
     tokenizer = load_tokenizer(model_path)
