@@ -191,6 +191,21 @@ def train_killed_at(cfg, step: int, monkeypatch) -> None:
     monkeypatch.setattr(RecipeTrainer, "training_step", original)
 
 
+def sentence_transformers_folder(folder, pooling_config, module_type="sentence_transformers.models.Pooling"):
+    """`folder` (made, or an existing backbone) laid out as sentence-transformers saves one: modules.json naming a
+    Pooling module, and that module's config."""
+    import json
+
+    (folder / "1_Pooling").mkdir(parents=True)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": module_type},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
+    return folder
+
+
 def one_question(prompt, options, context=None, answer=0):
     """A one-question set in memory (file name "mem", id q1)."""
     from mcq.core.data import Questions

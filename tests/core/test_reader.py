@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import torch
-from conftest import one_question, write_questions
+from conftest import one_question, sentence_transformers_folder, write_questions
 from transformers import AutoTokenizer, PreTrainedModel
 from transformers.activations import ACT2FN
 
@@ -426,20 +426,6 @@ def test_mean_pooling_applied_twice_is_applied_once(tiny_bert):
         use_pooling(model, "mean")
         twice = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
     torch.testing.assert_close(once, twice)
-
-
-def sentence_transformers_folder(folder, pooling_config, module_type="sentence_transformers.models.Pooling"):
-    """A folder laid out as sentence-transformers saves one: modules.json naming a Pooling module and its config."""
-    import json
-
-    (folder / "1_Pooling").mkdir(parents=True)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": module_type},
-    ]
-    (folder / "modules.json").write_text(json.dumps(modules))
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
-    return folder
 
 
 @pytest.mark.parametrize(

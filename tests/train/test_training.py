@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config, train_killed_at, write_questions
+from conftest import sentence_transformers_folder, tiny_config, train_killed_at, write_questions
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 from mcq.cli import freeze_imports, main_guard
@@ -624,9 +624,7 @@ def test_a_sentence_transformers_backbone_trained_with_mean_pooling_is_advised_m
 
     backbone = tmp_path / "st-backbone"
     shutil.copytree(tiny_deberta, backbone)
-    (backbone / "modules.json").write_text(json.dumps([{"idx": 1, "path": "1_Pooling", "type": "x.Pooling"}]))
-    (backbone / "1_Pooling").mkdir()
-    (backbone / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    sentence_transformers_folder(backbone, {"pooling_mode_mean_tokens": True})
     caplog.set_level("WARNING")
     load_run_data(tiny_config(backbone, question_files, tmp_path / "cls"))
     assert f"{backbone} is a sentence-transformers checkpoint trained with mean pooling" in caplog.text
