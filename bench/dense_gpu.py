@@ -73,8 +73,8 @@ def rows(n_texts: int = 20_000) -> list[tuple[str, str]]:
         same = np.mean([len(set(a) & set(b)) / len(a) for a, b in
                         zip(neighbours(vectors["fp32"], near), neighbours(vectors["fp16"], near))])  # fmt: skip
         out.append(("dense embedding: fp16's top-5 neighbours that fp32 also has", f"{same:.3f}"))
-        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-            pool = _gpu_pool(fp16)
+        pool = _gpu_pool(fp16)  # None unless there are several GPUs
+        if pool is not None:
             try:
                 start = time.perf_counter()
                 embed(fp16, batch, pool)

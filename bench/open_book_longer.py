@@ -64,9 +64,9 @@ def main(argv=None) -> int:
     setup_logging()
     questions = read_questions(args.test, require_answer=True)
     answers, options = questions.answers or [], questions.options  # require_answer: never empty
+    settings = [setting(text) for text in args.settings]  # all checked before the first (minutes-long) inference
     rows, base = [], None
-    for text in args.settings:
-        k, chars, length = setting(text)
+    for k, chars, length in settings:
         out = infer_once(args, k, chars, length)
         seeds = [map3_score(np.load(p), answers, options) for p in sorted(out.glob("logits_seed*.npy"))]
         ens = np.load(out / "logits_ensemble.npy")

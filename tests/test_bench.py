@@ -220,6 +220,8 @@ def test_open_book_longer_scores_each_setting_against_the_first(tmp_path, questi
     assert f"| {second:.4f} | {second - first:+.4f}" in rows[1]
     with pytest.raises(SystemExit, match="not k,context_chars,max_length"):
         open_book_longer.setting("3,2000")
+    with pytest.raises(SystemExit, match="not k,context_chars,max_length"):  # before inferring the first (no models)
+        open_book_longer.main([*args, "--settings", "9,9,9", "3,2000"])
 
 
 def test_every_benchmark_script_parses_its_arguments():

@@ -166,8 +166,14 @@ def _column(matrix: Columns, start: int, end: int, repeat: int) -> tuple[np.ndar
     return np.asarray(matrix.indices[start:end]), weights * np.float32(repeat) if repeat != 1 else weights
 
 
+def _few(starts: np.ndarray, ends: np.ndarray, buffer: np.ndarray) -> bool:
+    """Whether these runs hold few enough entries that touching them beats a pass over the whole buffer (a pass
+    is ~10x cheaper an entry than scattering)."""
+    return int((ends - starts).sum()) * 8 <= len(buffer)
+
+
 def _zero(matrix: Columns, starts: np.ndarray, ends: np.ndarray, buffer: np.ndarray) -> None:
-    if int((ends - starts).sum()) * 8 > len(buffer):  # filling is ~10x cheaper an entry than scattering
+    if not _few(starts, ends, buffer):
         buffer.fill(0)
         return
     for a, b in zip(starts, ends):
@@ -176,7 +182,7 @@ def _zero(matrix: Columns, starts: np.ndarray, ends: np.ndarray, buffer: np.ndar
 
 def _in_reach(matrix: Columns, starts: np.ndarray, ends: np.ndarray, buffer: np.ndarray, least: float) -> np.ndarray:
     """The passages of these (already summed) columns scoring at least `least`, ascending."""
-    if int((ends - starts).sum()) * 8 <= len(buffer):
+    if _few(starts, ends, buffer):
         idx = np.concatenate([np.asarray(matrix.indices[a:b]) for a, b in zip(starts, ends)])
         idx = idx[buffer[idx] >= least]
         if len(idx) * 32 <= len(buffer):  # few: sorting them beats a pass over the buffer
